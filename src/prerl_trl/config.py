@@ -1,0 +1,160 @@
+"""Configuration dataclasses for PreRL, NSR-PreRL and DSRL.
+
+Both extend TRL's `GRPOConfig`, so every GRPO option (generation, vLLM, logging, checkpointing) keeps working.
+Every field carries `metadata={"help": ...}` so that `TrlParser` (and `prerl-trl train`) documents it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+SAMPLE_FILTERS = ("negative", "positive", "all")
+PRERL_SCALE_REWARDS = ("none", "group", "batch")
+# Loss aggregations where a rollout excluded by a sample filter leaves both the loss numerator and its token
+# denominator. "grpo" averages per sequence and then over *all* rows, and "dr_grpo" divides by a constant, so an
+# excluded rollout would still count in their denominators.
+SUPPORTED_LOSS_TYPES = ("dapo", "bnpo")
+
+
+def _check_choice(field_name: str, value: object, choices: tuple[str, ...], fix: str = "") -> None:
+    if value not in choices:
+        raise ValueError(
+            f"{field_name}={value!r} is not supported. Use one of {', '.join(repr(c) for c in choices)}.{fix}"
+        )
+
+
+@dataclass
+class PreRLConfig(GRPOConfig):
+    r"""
+    Configuration for [`PreRLTrainer`]: GRPO whose loss scores each rollout in *pre-train space*, as log P(y) after a
+    single context token, with the prompt removed.
+
+    Parameters (on top of [`~trl.GRPOConfig`]):
+        prerl_sample_filter (`str`, defaults to `"negative"`):
+            Which rollouts enter the pre-train-space loss: `"negative"` (A < 0, NSR-PreRL), `"positive"` (A > 0,
+            PSR-PreRL) or `"all"`.
+        prerl_context_token (`str` or `None`, defaults to `None`):
+            The single token the response is scored after. `None` picks the BOS token, else `<|im_start|>` when the
+            vocabulary has it, else the EOS token.
+        prerl_loss_coef (`float`, defaults to `0.01`):
+            Multiplies the pre-train-space loss.
+        prerl_scale_rewards (`str`, defaults to `"none"`):
+            Std normalisation of pre-train-space advantages: `"none"`, `"group"` or `"batch"`.
+        rl_loss_coef (`float`, defaults to `0.0`):
+            Above 0, joint mode: `rl_loss_coef` x conditional GRPO loss + `prerl_loss_coef` x pre-train-space loss.
+        rl_sample_filter (`str`, defaults to `"all"`):
+            Which rollouts enter the conditional loss: `"all"`, `"negative"` (NSR-RL) or `"positive"` (PSR-RL).
+    """
+
+    prerl_sample_filter: str = field(
+        default="negative",
+        metadata={
+            "help": "Which rollouts enter the pre-train-space loss: 'negative' (advantage < 0, NSR-PreRL), "
+            "'positive' (advantage > 0, PSR-PreRL) or 'all'. Excluded rollouts leave the loss numerator and its "
+            "token denominator."
+        },
+    )
+    prerl_context_token: str | None = field(
+        default=None,
+        metadata={
+            "help": "Token placed before the response when it is scored in pre-train space. None: the BOS token, "
+            "else '<|im_start|>' when the vocabulary has it, else the EOS token."
+        },
+    )
+    prerl_loss_coef: float = field(
+        default=0.01,
+        metadata={"help": "Coefficient of the pre-train-space loss (0.01 in the paper's reference code)."},
+    )
+    prerl_scale_rewards: str = field(
+        default="none",
+        metadata={
+            "help": "Std normalisation of the pre-train-space advantages A = r - group mean: 'none' (paper), "
+            "'group' or 'batch'."
+        },
+    )
+    rl_loss_coef: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the conditional GRPO loss on log P(y|x) during the pre-train phase. 0 (default): "
+            "pre-train space only. Above 0: joint mode, two forward passes per batch."
+        },
+    )
+    rl_sample_filter: str = field(
+        default="all",
+        metadata={
+            "help": "Which rollouts enter the conditional loss: 'all' (standard GRPO), 'negative' (NSR-RL) or "
+            "'positive' (PSR-RL)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("prerl_sample_filter", self.prerl_sample_filter, SAMPLE_FILTERS)
+        _check_choice("rl_sample_filter", self.rl_sample_filter, SAMPLE_FILTERS)
+        _check_choice("prerl_scale_rewards", self.prerl_scale_rewards, PRERL_SCALE_REWARDS)
+        _check_choice(
+            "loss_type",
+            self.loss_type,
+            SUPPORTED_LOSS_TYPES,
+            " PreRL needs a token-mean loss so that filtered-out rollouts leave the denominator; "
+            "'dapo' is the paper's token-mean over kept tokens.",
+        )
+        if self.prerl_loss_coef < 0:
+            raise ValueError(f"prerl_loss_coef={self.prerl_loss_coef} must be >= 0 (the paper uses 0.01).")
+        if self.rl_loss_coef < 0:
+            raise ValueError(f"rl_loss_coef={self.rl_loss_coef} must be >= 0 (0 disables joint mode).")
+        if self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"multi_objective_aggregation={self.multi_objective_aggregation!r} is not supported by PreRL: "
+                "pre-train-space advantages are r - group mean of the weighted reward sum. "
+                "Use 'sum_then_normalize'."
+            )
+        if self.off_policy_mask_threshold is not None:
+            raise ValueError(
+                f"off_policy_mask_threshold={self.off_policy_mask_threshold} is not supported by PreRL: it compares "
+                "training log-probs with vLLM's conditional sampling log-probs, which pre-train-space log-probs "
+                "are not. Set off_policy_mask_threshold=None."
+            )
+
+
+@dataclass
+class DSRLConfig(PreRLConfig):
+    r"""
+    Configuration for [`DSRLTrainer`] (Dual Space RL): NSR-PreRL for `dsrl_switch_step` optimizer steps, then standard
+    GRPO on log P(y|x).
+
+    Parameters (on top of [`PreRLConfig`]):
+        dsrl_switch_step (`int`, defaults to `20`):
+            First optimizer step of the GRPO phase. A generation batch is scored in one space only: the switch
+            happens at the first generation batch that starts at or after this step.
+        dsrl_sync_ref_at_switch (`bool`, defaults to `True`):
+            Copy the policy into the reference model at the switch (when there is a reference model).
+        dsrl_reset_optimizer (`bool`, defaults to `False`):
+            Reset the optimizer state at the switch.
+    """
+
+    dsrl_switch_step: int = field(
+        default=20,
+        metadata={
+            "help": "Optimizer step at which DSRL switches from NSR-PreRL to standard GRPO (10 to 25 recommended). "
+            "The switch happens at the first generation batch starting at or after this step."
+        },
+    )
+    dsrl_sync_ref_at_switch: bool = field(
+        default=True,
+        metadata={"help": "Copy the policy weights into the reference model at the switch (when beta > 0)."},
+    )
+    dsrl_reset_optimizer: bool = field(
+        default=False,
+        metadata={"help": "Reset the optimizer state at the switch (the paper keeps it)."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.dsrl_switch_step, int) or self.dsrl_switch_step < 0:
+            raise ValueError(
+                f"dsrl_switch_step={self.dsrl_switch_step!r} must be a non-negative integer "
+                "(the optimizer step of the switch to GRPO; the paper uses 20)."
+            )
