@@ -1,11 +1,400 @@
-"""PreRLTrainer and DSRLTrainer (placeholder while issue 2 is written)."""
+"""PreRLTrainer and DSRLTrainer: thin hooks on TRL's GRPOTrainer.
 
+What changes against GRPO, and where:
+
+- `_generate_and_score_completions`: generation, rewards and TRL's conditional advantages run unchanged. Afterwards,
+  for a batch in the pre-train phase, we add the pre-train-space advantages (r - group mean), the sample-filter mask
+  and, when TRL needs them, the old-policy and reference log-probs scored in pre-train space. The batch carries its
+  phase (`prerl_active`), so a batch is never scored in both spaces.
+- `_get_per_token_logps_and_entropies`: while `_score_marginal` is on, every log-prob is taken on
+  `[context token] + completion` (prompt and chat template removed, positions restarting at 0).
+- `_compute_loss`: TRL's loss runs on a *view* of the batch: pre-train-space advantages, the filtered loss mask (as
+  TRL's `tool_mask`, so excluded rollouts leave the numerator and the token denominator) and the kept-token count as
+  `num_items_in_batch`. Joint mode adds TRL's conditional loss on the unmodified batch.
+
+vLLM's importance-sampling correction keeps comparing vLLM's sampling log-probs with the trainer's *conditional*
+log-probs (TRL computes them during generation, before we score anything in pre-train space), so the correction stays
+a correction of the sampling distribution y ~ P(.|x) in both phases.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import shutil
+import textwrap
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
 from trl import GRPOTrainer
+from trl.data_utils import is_conversational
+from trl.models.utils import disable_gradient_checkpointing
+from trl.trainer.callbacks import SyncRefModelCallback
+from trl.trainer.utils import use_adapter
+
+from .advantages import combine_rewards, group_advantages, sample_filter_mask
+from .config import DSRLConfig, PreRLConfig
+from .pretrain_space import build_marginal_inputs, resolve_context_token_id
+
+logger = logging.getLogger(__name__)
+
+PRERL_CITATION = textwrap.dedent("""\
+    @article{tan2026prerl,
+        title        = {{From P(y|x) to P(y): Investigating Reinforcement Learning in Pre-train Space}},
+        author       = {Tan and Wang and Liu and Liu and Liang and He and Zhao and Liu},
+        year         = 2026,
+        eprint       = {arXiv:2604.14142},
+    }""")
+
+
+def _log_to_console(message: str) -> None:
+    """Say it on the main log and in a notebook: the phase switch must be visible."""
+    logger.warning(message)
+
+
+@contextmanager
+def _override_attrs(obj: Any, **values: Any) -> Iterator[None]:
+    """Temporarily set attributes of `obj`."""
+    saved = {name: getattr(obj, name) for name in values}
+    for name, value in values.items():
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(obj, name, value)
 
 
 class PreRLTrainer(GRPOTrainer):
-    pass
+    """GRPO whose loss scores rollouts in pre-train space (PreRL / NSR-PreRL / PSR-PreRL, and joint mode).
+
+    Rollouts are generated as in GRPO, conditioned on the question. The loss scores each rollout *without its prompt*,
+    as log P(y) after one context token, with advantages A = r - group mean and the rollouts chosen by
+    `args.prerl_sample_filter`. Takes the same arguments as [`~trl.GRPOTrainer`]; `args` must be a [`PreRLConfig`].
+    """
+
+    _tag_names = ["trl", "grpo", "prerl"]
+    _name = "PreRL"
+    _paper = {
+        "title": "From P(y|x) to P(y): Investigating Reinforcement Learning in Pre-train Space",
+        "id": "2604.14142",
+        "citation": PRERL_CITATION + "\n\n" + GRPOTrainer._paper["citation"],
+    }
+    _config_class: type[PreRLConfig] = PreRLConfig
+
+    def __init__(self, model, reward_funcs, args: PreRLConfig | None = None, **kwargs: Any) -> None:
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = self._config_class(output_dir=f"{str(name).split('/')[-1]}-{self._name}")
+        if not isinstance(args, self._config_class):
+            raise TypeError(
+                f"args must be a {self._config_class.__name__}, got {type(args).__name__}. Build it with "
+                f"{self._config_class.__name__}(...) instead of GRPOConfig(...): it adds the prerl_* fields."
+            )
+        super().__init__(model, reward_funcs, args=args, **kwargs)
+        if self._is_vlm:
+            raise ValueError(
+                "PreRLTrainer does not support multimodal (vision-language) models or datasets with images: "
+                "pre-train-space scoring removes the prompt, and with it the images. Use a text-only model and "
+                "dataset."
+            )
+        self._context_token_id = resolve_context_token_id(self._tokenizer, args.prerl_context_token)
+        self._score_marginal = False
+        self._last_marginal_logps: torch.Tensor | None = None
+        self._last_rewards_per_func: torch.Tensor | None = None
+        self._last_completions: list | None = None
+        self._check_reward_funcs()
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Phase
+    def _pretrain_phase(self) -> bool:
+        """Whether the generation batch being made now is scored in pre-train space. PreRL: always."""
+        return True
+
+    def _on_generation_batch(self, pretrain: bool, mode: str) -> None:
+        """Called once per generation batch, before generation. DSRL performs its switch here."""
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Construction-time checks
+    def _check_reward_funcs(self) -> None:
+        """Call each plain reward function on two dataset rows now, so that a wrong output length fails here."""
+        dataset = self.train_dataset
+        if dataset is None or not hasattr(dataset, "__len__") or len(dataset) == 0:
+            return
+        rows = [dataset[i] for i in range(min(2, len(dataset)))]
+        if "prompt" not in rows[0]:
+            return
+        empty = [{"role": "assistant", "content": ""}] if is_conversational(rows[0]) else ""
+        columns = {key: [row[key] for row in rows] for key in rows[0] if key not in ("prompt", "completion")}
+        for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True):
+            if isinstance(func, nn.Module) or inspect.iscoroutinefunction(func):
+                continue
+            try:
+                rewards = func(
+                    prompts=[row["prompt"] for row in rows],
+                    completions=[empty for _ in rows],
+                    completion_ids=[[] for _ in rows],
+                    trainer_state=self.state,
+                    log_extra=lambda *a, **k: None,
+                    log_metric=lambda *a, **k: None,
+                    **columns,
+                )
+            except Exception as error:  # the function may need real completions: the run-time check remains
+                logger.info("Could not probe reward function %r at construction: %s", name, error)
+                continue
+            if rewards is None or not hasattr(rewards, "__len__") or len(rewards) != len(rows):
+                got = "None" if rewards is None else (len(rewards) if hasattr(rewards, "__len__") else type(rewards))
+                raise ValueError(
+                    f"reward_funcs: {name!r} returned {got} values for {len(rows)} completions. A reward function "
+                    "must return one float (or None) per completion: a list as long as `completions`."
+                )
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Scoring in pre-train space
+    @contextmanager
+    def _marginal_scoring(self) -> Iterator[None]:
+        with _override_attrs(self, _score_marginal=True):
+            yield
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        if not self._score_marginal:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+            )
+        multimodal = [k for k, v in kwargs.items() if k not in ("batch_size", "compute_entropy", "compute_aux_loss")]
+        if any(kwargs[k] is not None for k in multimodal):
+            raise ValueError("Pre-train-space scoring got multimodal inputs; PreRL supports text-only models.")
+        kwargs = {k: v for k, v in kwargs.items() if k not in multimodal}
+        marginal_ids, marginal_mask = build_marginal_inputs(
+            input_ids[:, -logits_to_keep:], attention_mask[:, -logits_to_keep:], self._context_token_id
+        )
+        logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(
+            model, marginal_ids, marginal_mask, logits_to_keep, *args, **kwargs
+        )
+        self._last_marginal_logps = logps.detach()
+        return logps, entropies, aux_loss
+
+    @torch.no_grad()
+    def _marginal_logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size) -> torch.Tensor:
+        with self._marginal_scoring(), disable_gradient_checkpointing(model, self.args.gradient_checkpointing_kwargs):
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size
+            )
+        return logps
+
+    def _marginal_ref_logps(self, input_ids, attention_mask, logits_to_keep, batch_size) -> torch.Tensor:
+        if self.ref_model is not None:
+            return self._marginal_logps(self.ref_model, input_ids, attention_mask, logits_to_keep, batch_size)
+        # PEFT: the reference is the adapter-disabled model (or the "ref" adapter), as in GRPOTrainer.
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
+            return self._marginal_logps(self.model, input_ids, attention_mask, logits_to_keep, batch_size)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Generation batch
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards_per_func
+        self._last_completions = completions
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        mode = "train" if self.model.training else "eval"
+        pretrain = self._pretrain_phase()
+        self._on_generation_batch(pretrain, mode)
+        # Pre-train space only: the conditional reference log-probs would be thrown away, so TRL skips them.
+        skip_conditional_ref = pretrain and self.args.rl_loss_coef == 0
+        with _override_attrs(self, beta=0.0) if skip_conditional_ref else _override_attrs(self):
+            output = super()._generate_and_score_completions(inputs)
+
+        completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
+        batch = completion_ids.size(0)
+        device = completion_ids.device
+        loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
+        output["prerl_active"] = torch.full((batch,), float(pretrain), device=device)
+        rows = slice(self.accelerator.process_index * batch, (self.accelerator.process_index + 1) * batch)
+        rewards_per_func = self._last_rewards_per_func
+        no_reward = bool(torch.isnan(rewards_per_func).all())
+        if no_reward:
+            warnings.warn(
+                f"Every reward in this batch is None (step {self.state.global_step}): the batch is skipped, it "
+                "contributes no gradient. Check that the reward functions can parse the dataset's answers.",
+                stacklevel=2,
+            )
+        self._log_behaviors(mode)
+
+        if pretrain:
+            num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+            rewards = combine_rewards(rewards_per_func, self.reward_weights)
+            advantages = group_advantages(rewards, num_generations, self.args.prerl_scale_rewards)
+            keep = sample_filter_mask(advantages, self.args.prerl_sample_filter) & ~torch.isnan(rewards)
+            keep = keep & ~torch.tensor(no_reward, device=keep.device)
+            prerl_mask = loss_mask * keep[rows].unsqueeze(1).to(loss_mask.dtype)
+            output["prerl_advantages"] = advantages[rows]
+            output["prerl_loss_mask"] = prerl_mask
+            output["prerl_num_items"] = self.accelerator.gather(prerl_mask.sum()).sum()
+            self._metrics[mode]["prerl/kept_frac"].append(keep.float().mean().item())
+
+            input_ids = torch.cat([output["prompt_ids"], completion_ids], dim=1)
+            attention_mask = torch.cat([output["prompt_mask"], completion_mask], dim=1)
+            chunk = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+            logits_to_keep = completion_ids.size(1)
+            if "old_per_token_logps" in output:
+                output["prerl_old_per_token_logps"] = self._marginal_logps(
+                    self.model, input_ids, attention_mask, logits_to_keep, chunk
+                )
+            if self.beta != 0.0:
+                output["prerl_ref_per_token_logps"] = self._marginal_ref_logps(
+                    input_ids, attention_mask, logits_to_keep, chunk
+                )
+
+        if not pretrain or self.args.rl_loss_coef > 0:
+            keep = sample_filter_mask(output["advantages"], self.args.rl_sample_filter)
+            keep = keep & ~torch.tensor(no_reward, device=keep.device)
+            if self.args.rl_sample_filter != "all" or no_reward:
+                tool_mask = output.get("tool_mask", torch.ones_like(completion_mask))
+                output["tool_mask"] = tool_mask * keep.unsqueeze(1).to(tool_mask.dtype)
+                output["num_items_in_batch"] = self.accelerator.gather((completion_mask * output["tool_mask"]).sum()).sum()
+            if not pretrain:
+                kept = self.accelerator.gather(keep.float())
+                self._metrics[mode]["prerl/kept_frac"].append(kept.mean().item())
+        return output
+
+    def _log_behaviors(self, mode: str) -> None:
+        """Log `behaviors/transition` and `behaviors/reflection` (mean per completion) when behaviors.py has them."""
+        try:
+            from .behaviors import behavior_metrics
+        except ImportError:
+            return
+        texts = [c if isinstance(c, str) else (c[-1]["content"] if c else "") for c in self._last_completions or []]
+        if not texts:
+            return
+        local = behavior_metrics([t if isinstance(t, str) else str(t) for t in texts])
+        names = sorted(local)
+        stats = torch.tensor([local[n] * len(texts) for n in names] + [len(texts)], device=self.accelerator.device)
+        totals = self.accelerator.reduce(stats, reduction="sum")
+        for i, name in enumerate(names):
+            self._metrics[mode][name].append((totals[i] / totals[-1]).item())
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Loss
+    @contextmanager
+    def _metrics_namespace(self, mode: str, prefix: str) -> Iterator[None]:
+        """Move the metrics TRL's loss logs inside this block under `prefix` (e.g. `prerl/entropy`)."""
+        metrics = self._metrics[mode]
+        before = {key: len(values) for key, values in metrics.items()}
+        yield
+        for key in list(metrics):
+            start = before.get(key, 0)
+            new = metrics[key][start:]
+            if not new:
+                continue
+            del metrics[key][start:]
+            if not metrics[key]:
+                del metrics[key]
+            metrics[prefix + key].extend(new)
+
+    def _pretrain_view(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The batch as TRL's loss should see it in pre-train space."""
+        view = {k: v for k, v in inputs.items() if k not in ("old_per_token_logps", "ref_per_token_logps")}
+        view["advantages"] = inputs["prerl_advantages"]
+        view["tool_mask"] = inputs["prerl_loss_mask"]
+        view["num_items_in_batch"] = inputs["prerl_num_items"]
+        for key in ("old_per_token_logps", "ref_per_token_logps"):
+            if f"prerl_{key}" in inputs:
+                view[key] = inputs[f"prerl_{key}"]
+        return view
+
+    def _compute_loss(self, model, inputs):
+        mode = "train" if self.model.training else "eval"
+        pretrain = bool(inputs["prerl_active"][0].item()) if "prerl_active" in inputs else False
+        if not pretrain:
+            loss = super()._compute_loss(model, inputs)
+        else:
+            view = self._pretrain_view(inputs)
+            with self._marginal_scoring(), self._metrics_namespace(mode, "prerl/"):
+                loss = self.args.prerl_loss_coef * super()._compute_loss(model, view)
+            self._log_marginal_logp(mode, inputs)
+            if self.args.rl_loss_coef > 0:
+                loss = loss + self.args.rl_loss_coef * super()._compute_loss(model, inputs)
+        self._metrics[mode]["prerl/active"].append(float(pretrain))
+        return loss
+
+    def _log_marginal_logp(self, mode: str, inputs: dict[str, Any]) -> None:
+        logps = self._last_marginal_logps
+        mask = inputs["completion_mask"].to(logps.dtype)
+        totals = self.accelerator.reduce(torch.stack([(logps * mask).sum(), mask.sum()]), reduction="sum")
+        self._metrics[mode]["prerl/marginal_logp"].append((totals[0] / totals[1].clamp(min=1.0)).item())
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Saving
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the model, and (outside checkpoints) the model card that cites PreRL beside GRPO."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        if _internal_call or not self.is_world_process_zero():
+            return
+        model_name = (self.args.hub_model_id or self.args.output_dir).rstrip("/").split("/")[-1]
+        self.create_model_card(model_name=model_name)
+        card = os.path.join(self.args.output_dir, "README.md")
+        if output_dir is not None and os.path.abspath(output_dir) != os.path.abspath(self.args.output_dir):
+            shutil.copyfile(card, os.path.join(output_dir, "README.md"))
 
 
 class DSRLTrainer(PreRLTrainer):
-    pass
+    """Dual Space RL: NSR-PreRL for `dsrl_switch_step` optimizer steps, then standard GRPO on log P(y|x).
+
+    The phase is decided once per generation batch, from the optimizer step at which the batch is generated, and
+    carried in the batch: with `steps_per_generation > 1` or `num_iterations > 1` the switch happens at the first
+    generation batch that starts at or after `dsrl_switch_step`. At the switch the reference model is re-synced to the
+    policy (`dsrl_sync_ref_at_switch`) and the optimizer state can be reset (`dsrl_reset_optimizer`).
+    """
+
+    _tag_names = ["trl", "grpo", "prerl", "dsrl"]
+    _name = "DSRL"
+    _config_class = DSRLConfig
+
+    def __init__(self, model, reward_funcs, args: DSRLConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(model, reward_funcs, args=args, **kwargs)
+        self._dsrl_switched = False
+        self._dsrl_seen_pretrain = False
+
+    def _pretrain_phase(self) -> bool:
+        return self.state.global_step < self.args.dsrl_switch_step
+
+    def _on_generation_batch(self, pretrain: bool, mode: str) -> None:
+        if mode != "train":
+            return
+        if pretrain:
+            self._dsrl_seen_pretrain = True
+            return
+        if self._dsrl_switched:
+            return
+        self._dsrl_switched = True
+        step = self.state.global_step
+        fresh_switch = self._dsrl_seen_pretrain or step == 0
+        _log_to_console(
+            f"DSRL: switching from NSR-PreRL (log P(y)) to GRPO (log P(y|x)) at optimizer step {step}"
+            + ("" if fresh_switch else " (resumed after the switch)")
+        )
+        if self.args.dsrl_sync_ref_at_switch and self.ref_model is not None:
+            if not fresh_switch and self.beta != 0.0:
+                logger.warning(
+                    "Resumed after the DSRL switch: checkpoints do not hold the reference model, so it is re-synced "
+                    "to the resumed policy."
+                )
+            SyncRefModelCallback.sync_target_model(self.accelerator.unwrap_model(self.model), self.ref_model, 1.0)
+        if self.args.dsrl_reset_optimizer and fresh_switch:
+            self._reset_optimizer_state()
+
+    def _reset_optimizer_state(self) -> None:
+        if self.is_deepspeed_enabled:
+            logger.warning("dsrl_reset_optimizer is not supported with DeepSpeed; the optimizer state is kept.")
+            return
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        optimizer.state.clear()
+        logger.warning("DSRL: optimizer state reset at the switch.")

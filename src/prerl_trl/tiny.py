@@ -1,0 +1,132 @@
+"""The embedded default: a tiny model and tokenizer built offline, and a small verifiable toy task.
+
+Nothing here touches the network. `build_tiny_model` trains a byte-pair tokenizer on the toy task's text, builds a
+small random `Qwen2Config` model with a Qwen-style chat template, and (optionally) warms it up with a few hundred steps
+of supervised learning so that its rollouts have the `\\boxed{}` format and a mix of right and wrong answers: the
+regime where NSR-PreRL has something to learn from.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TOY_SYSTEM_PROMPT = "Put the answer in \\boxed{}."
+
+
+def toy_problems(max_operand: int = 4) -> list[tuple[str, str]]:
+    """Every single-digit addition `a+b=` with a, b <= max_operand, and its answer."""
+    return [(f"{a}+{b}=", str(a + b)) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+
+
+def toy_dataset(conversational: bool = True, repeat: int = 1, seed: int = 0) -> Dataset:
+    """The toy task as a dataset with `prompt` and `answer` columns (the schema of `prerl_trl.data`)."""
+    rows = toy_problems() * repeat
+    random.Random(seed).shuffle(rows)
+    if conversational:
+        prompts = [
+            [{"role": "system", "content": TOY_SYSTEM_PROMPT}, {"role": "user", "content": question}]
+            for question, _ in rows
+        ]
+    else:
+        prompts = [question for question, _ in rows]
+    return Dataset.from_dict({"prompt": prompts, "answer": [answer for _, answer in rows]})
+
+
+def build_tiny_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained in-process on the toy task's text, with a Qwen-style chat template."""
+    corpus = []
+    for question, answer in toy_problems(9):
+        corpus.append(f"system\n{TOY_SYSTEM_PROMPT}\nuser\n{question}\nassistant\n\\boxed{{{answer}}}")
+        corpus.append(f"{question}\\boxed{{{answer}}} The answer is {answer}. Wait, let me check: yes.")
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(
+    output_dir: str | Path,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    warmup_steps: int = 0,
+    seed: int = 0,
+) -> Path:
+    """Build (and optionally warm up) a tiny Qwen2 model and its tokenizer, save both to `output_dir`.
+
+    Args:
+        output_dir: Where to save. The result loads with `from_pretrained(output_dir)`.
+        hidden_size, num_layers: Model size.
+        warmup_steps: Supervised steps on the toy task, so that rollouts have the `\\boxed{}` format.
+        seed: Seed for the weights and the warm-up data.
+    """
+    torch.manual_seed(seed)
+    tokenizer = build_tiny_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = Qwen2ForCausalLM(config)
+    if warmup_steps > 0:
+        _warm_up(model, tokenizer, warmup_steps, seed)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+def _warm_up(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast, steps: int, seed: int) -> None:
+    """Teach the format `\\boxed{n}<|im_end|>` with noisy answers, so the model is right only part of the time."""
+    rng = random.Random(seed)
+    problems = toy_problems()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        texts = []
+        for question, answer in rng.sample(problems, 16):
+            shown = answer if rng.random() < 0.5 else str(rng.randint(0, 8))
+            prompt = tokenizer.apply_chat_template(
+                [{"role": "system", "content": TOY_SYSTEM_PROMPT}, {"role": "user", "content": question}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            texts.append(prompt + f"\\boxed{{{shown}}}<|im_end|>")
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
