@@ -1,0 +1,277 @@
+r"""Math datasets in the paper's prompt format: rows with ``prompt`` and ``answer``, in one call.
+
+>>> ds = load_math_dataset("math")                       # MATH train, 7,500 problems
+>>> ds = load_math_dataset("aime24")                     # HuggingFaceH4/aime_2024
+>>> ds = load_math_dataset("my_problems.jsonl")          # local: 'problem'/'question' + 'answer'
+>>> ds = load_math_dataset("rows.parquet", problem_field="q", solution_field="worked")
+
+Each row has ``prompt`` (conversational by default: the paper's system prompt then the problem as
+the user turn; ``conversational=False`` gives plain text) and ``answer``: a bare LaTeX gold answer
+for :func:`prerl_trl.rewards.math_accuracy_reward`. Answers are taken from an answer column, or
+extracted from a worked solution's last ``\boxed{}`` (or GSM8K's ``#### n``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .rewards import extract_boxed_answer
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "KNOWN_DATASETS",
+    "SYSTEM_PROMPT",
+    "DatasetSpec",
+    "build_prompt",
+    "extract_answer",
+    "load_math_dataset",
+]
+
+#: The paper's system prompt (also used by the reference runs on MATH train).
+SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+
+_PROBLEM_CANDIDATES = ("problem", "question", "Problem", "Question")
+_ANSWER_CANDIDATES = ("answer", "Answer", "final_answer", "ground_truth")
+_SOLUTION_CANDIDATES = ("solution", "Solution")
+_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+_DAPO_PREFIX = re.compile(r"^Solve the following math problem step by step\..*?\n\n", re.S)
+_DAPO_SUFFIX = re.compile(r"\n\nRemember to put your answer on its own line after \"Answer:\"\.?\s*$")
+
+
+def strip_dapo_instruction(problem: str) -> str:
+    """Remove DAPO's "Answer: $Answer" instructions, which contradict the boxed-answer system prompt."""
+    return _DAPO_SUFFIX.sub("", _DAPO_PREFIX.sub("", problem, count=1)).strip()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a known dataset lives and how its columns map to ``problem`` and ``answer``.
+
+    Exactly one of ``answer_field`` (a bare answer) and ``solution_field`` (a worked solution whose
+    last ``\\boxed{}`` is the answer) is used; ``answer_field`` wins when both are set.
+    ``path`` may be a hub id or a local file/directory (handy for tests and mirrors).
+    """
+
+    path: str
+    split: str = "train"
+    config_name: str | None = None
+    problem_field: str = "problem"
+    answer_field: str | None = "answer"
+    solution_field: str | None = None
+    problem_transform: Callable[[str], str] | None = None
+    description: str = ""
+
+
+#: Short name -> source. Override an entry's ``path`` (``dataclasses.replace``) to use a mirror.
+KNOWN_DATASETS: dict[str, DatasetSpec] = {
+    "math": DatasetSpec(
+        "DigitalLearningGmbH/MATH-lighteval",
+        split="train",
+        config_name="default",
+        answer_field=None,
+        solution_field="solution",
+        description="MATH (Hendrycks et al.), train 7,500 / test 5,000; answer = last \\boxed{} of the solution",
+    ),
+    "math500": DatasetSpec("HuggingFaceH4/MATH-500", split="test", description="MATH-500 test subset"),
+    "aime24": DatasetSpec("HuggingFaceH4/aime_2024", split="train", description="AIME 2024, 30 problems"),
+    "aime25": DatasetSpec("yentinglin/aime_2025", split="train", description="AIME 2025 I+II, 30 problems"),
+    "amc23": DatasetSpec(
+        "math-ai/amc23", split="test", problem_field="question", description="AMC 2023, 40 problems"
+    ),
+    "dapo17k": DatasetSpec(
+        "open-r1/DAPO-Math-17k-Processed",
+        split="train",
+        config_name="en",
+        problem_field="prompt",
+        answer_field="solution",
+        problem_transform=strip_dapo_instruction,
+        description="DAPO-Math-17k, deduplicated English subset; DAPO's answer-format instructions removed",
+    ),
+    "deepscaler": DatasetSpec(
+        "agentica-org/DeepScaleR-Preview-Dataset",
+        split="train",
+        description="DeepScaleR-Preview, ~40k problems",
+    ),
+    "gsm8k": DatasetSpec(
+        "openai/gsm8k",
+        split="train",
+        config_name="main",
+        problem_field="question",
+        answer_field=None,
+        solution_field="answer",
+        description="GSM8K; answer = the number after '#### '",
+    ),
+}
+
+
+def build_prompt(problem: str, conversational: bool = True, system_prompt: str | None = SYSTEM_PROMPT) -> Any:
+    """The paper's prompt for one problem: system + user messages, or plain text (problem, then instruction)."""
+    if conversational:
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        return messages + [{"role": "user", "content": problem}]
+    return f"{problem}\n\n{system_prompt}" if system_prompt else problem
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return "" if value is None else str(value).strip()
+
+
+def extract_answer(value: Any, from_solution: bool = False) -> str | None:
+    r"""Gold answer text from an answer or solution cell.
+
+    A ``\boxed{}`` inside wins (the last one); else the text after GSM8K's ``####``; else an answer
+    cell is returned as is, and a solution cell without either gives None.
+    """
+    text = _to_text(value)
+    boxed = extract_boxed_answer(text, max_chars=len(text))
+    if boxed:
+        return boxed
+    if "####" in text:
+        return text.rsplit("####", 1)[1].strip().replace(",", "") or None
+    if from_solution:
+        return None
+    return text or None
+
+
+def _load_raw(source: str, split: str, config_name: str | None, data_files: Any) -> Any:
+    """``datasets.load_dataset`` for a hub id, a local file or directory, or explicit ``data_files``."""
+    import datasets
+
+    if data_files is None and os.path.isfile(source):
+        data_files = source
+    if data_files is not None:
+        first = data_files if isinstance(data_files, str) else next(iter(data_files))
+        builder = _FILE_BUILDERS.get(os.path.splitext(str(first))[1].lower())
+        if builder is None:
+            raise ValueError(
+                f"data_files={data_files!r}: unsupported file type; use one of {sorted(_FILE_BUILDERS)}."
+            )
+        return datasets.load_dataset(builder, data_files={split: data_files}, split=split)
+    return datasets.load_dataset(source, config_name, split=split)
+
+
+def _pick(columns: list[str], explicit: str | None, candidates: tuple[str, ...]) -> str | None:
+    if explicit is not None:
+        return explicit
+    return next((c for c in candidates if c in columns), None)
+
+
+def _missing(source: str, role: str, field: str | None, argument: str, columns: list[str]) -> ValueError:
+    wanted = f"column {field!r}" if field else "a " + role + " column"
+    return ValueError(
+        f"{source}: no {wanted} (it has columns {columns}); pass {argument}=<one of these> to name it."
+    )
+
+
+def load_math_dataset(
+    name_or_path: str,
+    split: str | None = None,
+    *,
+    config_name: str | None = None,
+    problem_field: str | None = None,
+    answer_field: str | None = None,
+    solution_field: str | None = None,
+    data_files: str | list[str] | None = None,
+    conversational: bool = True,
+    system_prompt: str | None = SYSTEM_PROMPT,
+    max_samples: int | None = None,
+    drop_unanswered: bool = True,
+) -> Any:
+    r"""Load a math dataset as a ``datasets.Dataset`` with ``prompt`` and ``answer`` columns.
+
+    Args:
+        name_or_path: a short name from ``KNOWN_DATASETS`` (``math``, ``math500``, ``aime24``,
+            ``aime25``, ``amc23``, ``dapo17k``, ``deepscaler``, ``gsm8k``), a local ``.json`` /
+            ``.jsonl`` / ``.parquet`` / ``.csv`` file or directory, or any hub id.
+        split: the split to load (default: the known dataset's split, else ``"train"``).
+        config_name: hub config (default: the known dataset's config).
+        problem_field: column holding the problem (default: the known mapping, else ``problem``
+            or ``question``).
+        answer_field: column holding a bare gold answer (default: the known mapping, else ``answer``).
+        solution_field: column holding a worked solution whose last ``\boxed{}`` is the answer;
+            used when no answer column is given or found.
+        data_files: local files in the source's own schema, read instead of the hub (a known
+            name's field mapping still applies), e.g. an offline mirror.
+        conversational: True for ``[system, user]`` messages, False for one plain-text prompt.
+        system_prompt: the instruction (default: the paper's ``SYSTEM_PROMPT``); None drops it.
+        max_samples: keep only the first ``max_samples`` rows.
+        drop_unanswered: drop rows whose answer cannot be extracted (logged), else keep them with "".
+
+    Raises:
+        ValueError: unknown short name, unsupported file type, or a missing column (the message
+            lists the columns the data has and the argument that fixes it).
+    """
+    key = name_or_path.lower()
+    spec = KNOWN_DATASETS.get(key)
+    if (
+        spec is None
+        and data_files is None
+        and not os.path.exists(name_or_path)
+        and not _looks_like_hub_id(name_or_path)
+    ):
+        raise ValueError(
+            f"Unknown dataset {name_or_path!r}: use one of the known names {sorted(KNOWN_DATASETS)}, "
+            "a local .json/.jsonl/.parquet/.csv file, or a hub id such as 'org/name'."
+        )
+    if spec is not None:
+        split = split or spec.split
+        config_name = config_name or spec.config_name
+        problem_field = problem_field or spec.problem_field
+        if answer_field is None and solution_field is None:
+            answer_field, solution_field = spec.answer_field, spec.solution_field
+        source = spec.path
+        transform = spec.problem_transform
+    else:
+        split, source, transform = split or "train", name_or_path, None
+
+    raw = _load_raw(source, split, config_name, data_files)
+    columns = list(raw.column_names)
+    label = f"{name_or_path!r}" + (f" ({source})" if source != name_or_path else "")
+
+    problem_col = _pick(columns, problem_field, _PROBLEM_CANDIDATES)
+    if problem_col not in columns:
+        raise _missing(label, "problem", problem_col, "problem_field", columns)
+    if answer_field is None and solution_field is None:
+        answer_field = _pick(columns, None, _ANSWER_CANDIDATES)
+        if answer_field is None:
+            solution_field = _pick(columns, None, _SOLUTION_CANDIDATES)
+        if answer_field is None and solution_field is None:
+            raise ValueError(
+                f"{label}: no answer column (it has columns {columns}); pass answer_field=<column with "
+                "the bare answer> or solution_field=<column with a worked solution containing \\boxed{}>."
+            )
+    gold_col, from_solution = (answer_field, False) if answer_field is not None else (solution_field, True)
+    if gold_col not in columns:
+        argument = "solution_field" if from_solution else "answer_field"
+        raise _missing(label, "solution" if from_solution else "answer", gold_col, argument, columns)
+
+    if max_samples is not None:
+        raw = raw.select(range(min(max_samples, len(raw))))
+
+    def convert(row: dict) -> dict:
+        problem = _to_text(row[problem_col])
+        if transform is not None:
+            problem = transform(problem)
+        answer = extract_answer(row[gold_col], from_solution=from_solution) or ""
+        return {"prompt": build_prompt(problem, conversational, system_prompt), "answer": answer}
+
+    dataset = raw.map(convert, remove_columns=columns, desc=f"Formatting {name_or_path}")
+    if drop_unanswered:
+        before = len(dataset)
+        dataset = dataset.filter(lambda row: bool(row["answer"]))
+        if len(dataset) < before:
+            logger.warning("%s: dropped %d rows without an extractable answer", label, before - len(dataset))
+    return dataset
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    return bool(re.fullmatch(r"[\w.\-]+/[\w.\-]+", name))
