@@ -1,0 +1,105 @@
+"""A few steps of NSR-PreRL / DSRL in several CPU processes (gloo), or under DeepSpeed ZeRO-3 on the CPU.
+
+Run by tests/test_distributed.py:
+    torchrun --nproc_per_node 2 tests/scripts/dist_train.py --out DIR               # DDP, gloo
+    DS_ACCELERATOR=cpu torchrun --nproc_per_node 1 tests/scripts/dist_train.py --out DIR --zero3
+
+With two processes, rank 0's rollouts are all right (reward 1: no negative rollout on that rank) and rank 1's are
+mixed. Under ZeRO-3 a KL term (beta > 0) exercises the reference model, scored in pre-train space and re-synced at the
+DSRL switch. Each rank writes the
+losses it saw to DIR/losses_rank{r}.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+
+def rank_reward(completion_ids, **kwargs) -> list[float]:
+    if dist.get_world_size() > 1 and dist.get_rank() == 0:
+        return [1.0] * len(completion_ids)
+    return [float(sum(ids) % 2) for ids in completion_ids]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--zero3", action="store_true")
+    parser.add_argument("--steps", type=int, default=3)
+    cli = parser.parse_args()
+
+    if cli.zero3:
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+    else:
+        dist.init_process_group(backend="gloo")
+    rank = dist.get_rank()
+
+    from prerl_trl import DSRLConfig, DSRLTrainer
+    from prerl_trl.tiny import build_tiny_model, toy_dataset
+
+    model_dir = os.path.join(cli.out, "model")
+    if rank == 0:
+        build_tiny_model(model_dir, warmup_steps=50)
+    dist.barrier()
+
+    zero3 = {
+        "zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True},
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": False},
+        "fp16": {"enabled": False},
+    }
+    args = DSRLConfig(
+        output_dir=os.path.join(cli.out, "run"),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=6,
+        max_steps=cli.steps,
+        dsrl_switch_step=2 if cli.zero3 else cli.steps + 10,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to="none",
+        bf16=False,
+        use_cpu=not cli.zero3,
+        save_strategy="no",
+        deepspeed=zero3 if cli.zero3 else None,
+        ddp_backend=None if cli.zero3 else "gloo",
+        beta=0.01 if cli.zero3 else 0.0,
+        seed=3,
+    )
+    trainer = DSRLTrainer(model_dir, reward_funcs=rank_reward, args=args, train_dataset=toy_dataset(repeat=4))
+    losses: list[float] = []
+    original = trainer.compute_loss
+
+    def recording_compute_loss(*a, **k):
+        loss = original(*a, **k)
+        losses.append(float(loss.detach()))
+        return loss
+
+    trainer.compute_loss = recording_compute_loss
+    trainer.train()
+    trace = [h.get("prerl/active") for h in trainer.state.log_history if "prerl/active" in h]
+    if cli.zero3:
+        trainer.save_model()
+    with open(os.path.join(cli.out, f"losses_rank{rank}.json"), "w") as f:
+        json.dump({"losses": losses, "active": trace, "world": dist.get_world_size()}, f)
+    ok = len(losses) == cli.steps and all(torch.isfinite(torch.tensor(losses)))
+    dist.barrier()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
