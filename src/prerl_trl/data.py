@@ -262,9 +262,15 @@ def load_math_dataset(
         if transform is not None:
             problem = transform(problem)
         answer = extract_answer(row[gold_col], from_solution=from_solution) or ""
-        return {"prompt": build_prompt(problem, conversational, system_prompt), "answer": answer}
+        # new names, so that map() cannot reuse the source's dtype for "answer" (AMC23 stores floats)
+        return {
+            "_prerl_prompt": build_prompt(problem, conversational, system_prompt),
+            "_prerl_answer": answer,
+        }
 
     dataset = raw.map(convert, remove_columns=columns, desc=f"Formatting {name_or_path}")
+    dataset = dataset.rename_columns({"_prerl_prompt": "prompt", "_prerl_answer": "answer"})
+    dataset = dataset.select_columns(["prompt", "answer"])
     if drop_unanswered:
         before = len(dataset)
         dataset = dataset.filter(lambda row: bool(row["answer"]))

@@ -1,0 +1,153 @@
+"""Tests for prerl_trl.data: every known source, read offline from small files in its own schema."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import dataclasses
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+
+from prerl_trl import data
+from prerl_trl.data import KNOWN_DATASETS, SYSTEM_PROMPT, extract_answer, load_math_dataset
+
+DATA = Path(__file__).parent / "data"
+
+# short name -> (local file in the source's schema, expected answers in order)
+FIXTURES = {
+    "math": ("math_lighteval.jsonl", [r"\frac{1}{2}", r"\text{(B)}", "2"]),  # 4th row has no \boxed{}
+    "math500": ("math500.jsonl", [r"\left( 3, \frac{\pi}{2} \right)", r"[1,\infty)"]),
+    "aime24": ("aime_2024.jsonl", ["204", "113"]),
+    "aime25": ("aime_2025.jsonl", ["70"]),
+    "amc23": ("amc23.parquet", ["27", "0.5"]),
+    "dapo17k": ("dapo17k.jsonl", ["4"]),
+    "deepscaler": ("deepscaler.jsonl", [r"-\frac{2}{3}"]),
+    "gsm8k": ("gsm8k.jsonl", ["72", "2500"]),
+}
+
+
+def test_system_prompt_is_the_papers():
+    assert SYSTEM_PROMPT == r"Please reason step by step, and put your final answer within \boxed{}."
+
+
+def test_registry_covers_the_paper_sources():
+    assert set(FIXTURES) <= set(KNOWN_DATASETS)
+    assert KNOWN_DATASETS["math"].path == "DigitalLearningGmbH/MATH-lighteval"
+    assert KNOWN_DATASETS["gsm8k"].config_name == "main"
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_known_dataset_from_local_files(name):
+    filename, answers = FIXTURES[name]
+    ds = load_math_dataset(name, data_files=str(DATA / filename))
+    assert isinstance(ds, datasets.Dataset)
+    assert ds.column_names == ["prompt", "answer"]
+    assert ds["answer"] == answers
+    for prompt in ds["prompt"]:
+        assert [m["role"] for m in prompt] == ["system", "user"]
+        assert prompt[0]["content"] == SYSTEM_PROMPT
+        assert prompt[1]["content"].strip()
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_hub_path_uses_registry_id_config_and_split(name, monkeypatch):
+    """The hub call gets the registry's id, config and split; we serve the local copy in its place."""
+    filename, answers = FIXTURES[name]
+    spec = KNOWN_DATASETS[name]
+    calls = []
+    real_load = datasets.load_dataset
+
+    def fake_load(path, name=None, split=None, **kwargs):
+        calls.append((path, name, split))
+        builder = "parquet" if filename.endswith(".parquet") else "json"
+        return real_load(builder, data_files={split: str(DATA / filename)}, split=split)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    ds = load_math_dataset(name)
+    assert calls == [(spec.path, spec.config_name, spec.split)]
+    assert ds["answer"] == answers
+
+
+def test_registry_source_can_point_to_a_mirror(monkeypatch):
+    spec = dataclasses.replace(KNOWN_DATASETS["gsm8k"], path=str(DATA / "gsm8k.jsonl"))
+    monkeypatch.setitem(KNOWN_DATASETS, "gsm8k", spec)
+    assert load_math_dataset("gsm8k")["answer"] == ["72", "2500"]
+
+
+def test_dapo_instructions_are_stripped():
+    (prompt,) = load_math_dataset("dapo17k", data_files=str(DATA / "dapo17k.jsonl"))["prompt"]
+    assert prompt[1]["content"] == "Let $x$ satisfy $2x + 3 = 11$. Find $x$."
+
+
+def test_math_row_without_box_is_dropped_or_kept():
+    kept = load_math_dataset("math", data_files=str(DATA / "math_lighteval.jsonl"), drop_unanswered=False)
+    assert kept["answer"][-1] == "" and len(kept) == 4
+
+
+def test_plain_text_prompts_and_custom_system_prompt():
+    ds = load_math_dataset("aime24", data_files=str(DATA / "aime_2024.jsonl"), conversational=False)
+    assert ds["prompt"][0].startswith("Every morning Aya") and ds["prompt"][0].endswith(SYSTEM_PROMPT)
+    ds = load_math_dataset("aime24", data_files=str(DATA / "aime_2024.jsonl"), system_prompt=None)
+    assert [m["role"] for m in ds["prompt"][0]] == ["user"]
+
+
+def test_local_file_with_question_and_answer_needs_no_arguments():
+    ds = load_math_dataset(str(DATA / "custom_qa.json"))
+    assert ds["answer"] == ["4", r"\frac12"]
+    assert ds["prompt"][0][1]["content"] == "What is 2+2?"
+
+
+def test_local_file_with_named_columns(tmp_path):
+    ds = load_math_dataset(str(DATA / "custom_fields.parquet"), problem_field="q", solution_field="worked")
+    assert ds["answer"] == ["12", r"2\sqrt{2}"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"text": "1+1?", "gold": "2"}) + "\n")
+    ds = load_math_dataset(str(rows), problem_field="text", answer_field="gold", max_samples=5)
+    assert ds["answer"] == ["2"] and ds["prompt"][0][1]["content"] == "1+1?"
+
+
+def test_missing_columns_name_the_columns_and_the_fix(tmp_path):
+    with pytest.raises(ValueError, match=r"'q', 'worked'.*problem_field="):
+        load_math_dataset(str(DATA / "custom_fields.parquet"))
+    with pytest.raises(ValueError, match=r"no column 'nope'.*'question', 'answer', 'source'.*answer_field="):
+        load_math_dataset(str(DATA / "custom_qa.json"), answer_field="nope")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"problem": "1+1?", "label": "2"}) + "\n")
+    with pytest.raises(
+        ValueError, match=r"no answer column.*'problem', 'label'.*answer_field=.*solution_field="
+    ):
+        load_math_dataset(str(rows))
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(ValueError, match=r"Unknown dataset 'aime2099'.*'aime24'.*'gsm8k'"):
+        load_math_dataset("aime2099")
+
+
+def test_unsupported_file_type(tmp_path):
+    path = tmp_path / "rows.txt"
+    path.write_text("x")
+    with pytest.raises(ValueError, match="unsupported file type"):
+        load_math_dataset("math", data_files=str(path))
+
+
+def test_extract_answer():
+    assert extract_answer(r"so $\boxed{\frac{1}{2}}$ and finally \boxed{3}") == "3"
+    assert extract_answer("work\n#### 1,234") == "1234"
+    assert extract_answer(27.0) == "27"
+    assert extract_answer("a long solution without a box", from_solution=True) is None
+    assert extract_answer(r"\frac12") == r"\frac12"
+
+
+def test_answers_feed_the_reward():
+    from prerl_trl.rewards import math_accuracy_reward
+
+    ds = load_math_dataset("math500", data_files=str(DATA / "math500.jsonl"))
+    completions = [r"\boxed{(3, \pi/2)}", r"\boxed{[1, \infty)}"]
+    assert math_accuracy_reward(completions, **ds.to_dict()) == [1.0, 1.0]
+    assert data.build_prompt("p", conversational=False, system_prompt=None) == "p"
