@@ -40,7 +40,7 @@ def build_tokenizer():
     return fast
 
 
-def build_model(vocab_size: int, seed: int = 0):
+def build_model(vocab_size: int, seed: int = 0, boxed_bias: bool = True):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -59,6 +59,8 @@ def build_model(vocab_size: int, seed: int = 0):
         pad_token_id=SPECIALS.index("<|endoftext|>"),
     )
     model = Qwen2ForCausalLM(config).eval()
+    if not boxed_bias:  # a plain random model: its outputs depend on the context
+        return model
     with torch.no_grad():
         # A constant first feature in every embedding survives the two small layers and the final norm, so the first
         # column of lm_head acts as an output bias: boxed answers become likely and the end of turn rarer.
@@ -71,11 +73,11 @@ def build_model(vocab_size: int, seed: int = 0):
     return model
 
 
-def save_tiny_model(path: str | Path, seed: int = 0) -> Path:
+def save_tiny_model(path: str | Path, seed: int = 0, boxed_bias: bool = True) -> Path:
     """Build and save the tiny tokenizer and model to `path`; returns it."""
     path = Path(path)
     tokenizer = build_tokenizer()
-    model = build_model(len(tokenizer), seed=seed)
+    model = build_model(len(tokenizer), seed=seed, boxed_bias=boxed_bias)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
