@@ -70,6 +70,8 @@ def build_model(vocab_size: int, seed: int = 0, boxed_bias: bool = True):
         for word in ("\\boxed{1}", "\\boxed{2}", "\\boxed{3}"):
             model.lm_head.weight[vocab.index(word), 0] = 0.3
         model.lm_head.weight[vocab.index("<|im_end|>"), 0] = -0.3
+        for special in ("[UNK]", "<|endoftext|>", "<|im_start|>"):  # never sampled: every token shows in the text
+            model.lm_head.weight[vocab.index(special), 0] = -3.0
     return model
 
 

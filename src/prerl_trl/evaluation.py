@@ -619,7 +619,7 @@ def plot_pass_at_k(results: dict[str, Any], path: str | os.PathLike) -> Path | N
     ax.set_xticklabels([str(k) for k in ks])
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 102)
     ax.grid(True, alpha=0.3)
     ax.set_title(f"pass@k: {Path(str(results['settings']['model'])).name}, T={results['settings']['temperature']}")
     ax.legend()

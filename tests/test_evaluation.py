@@ -1,0 +1,308 @@
+"""pass@k against brute force; `prerl-trl eval` end to end on a tiny offline model, with crash and resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from _tiny_eval import boxed_answers, build_tokenizer, save_tiny_model  # noqa: E402
+
+from prerl_trl import evaluation  # noqa: E402
+from prerl_trl.evaluation import EvaluationError, avg_at_n, pass_at_k, pass_at_k_ks  # noqa: E402
+
+# --------------------------------------------------------------------------------------------------------------------
+# pass@k
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def brute_pass_at_k(n: int, c: int, k: int) -> Fraction:
+    samples = [1] * c + [0] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return Fraction(sum(1 for s in subsets if any(samples[i] for i in s)), len(subsets))
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_pass_at_k_matches_enumeration_over_subsets(n):
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(float(brute_pass_at_k(n, c, k)), abs=1e-12), (n, c, k)
+
+
+def test_pass_at_k_large_n_is_stable():
+    for n, c, k in [(1000, 1, 1), (1000, 3, 10), (500, 250, 100), (2000, 7, 1024)]:
+        exact = 1 - Fraction(math.comb(n - c, k), math.comb(n, k))
+        assert pass_at_k(n, c, k) == pytest.approx(float(exact), rel=1e-9)
+    assert pass_at_k(32, 0, 32) == 0.0 and pass_at_k(32, 1, 32) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k", "match"),
+    [(4, 1, 5, "k <= n"), (0, 0, 1, "n >= 1"), (-1, 0, 1, "n >= 1"), (4, 5, 1, r"\[0, n=4\]"), (4, 1, 0, "k >= 1")],
+)
+def test_pass_at_k_rejects_bad_arguments(n, c, k, match):
+    with pytest.raises(ValueError, match=match):
+        pass_at_k(n, c, k)
+
+
+def test_ks_and_avg():
+    assert pass_at_k_ks(32) == [1, 2, 4, 8, 16, 32]
+    assert pass_at_k_ks(3) == [1, 2, 3]
+    assert pass_at_k_ks(1) == [1]
+    assert avg_at_n([1, 4, 0], 4) == pytest.approx(5 / 12)
+    with pytest.raises(ValueError):
+        avg_at_n([1], 0)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# End to end
+# --------------------------------------------------------------------------------------------------------------------
+
+ANSWERS = ["1", "2", "3", "1", "2"]
+N = 4
+BATCH = 3
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return str(save_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture(scope="module")
+def toy_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "toy.jsonl"
+    rows = [{"problem": f"what is {i} + 2", "answer": a} for i, a in enumerate(ANSWERS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _args(model, data, out, *extra):
+    return ["--model", model, "--dataset", data, "--n", str(N), "--max-tokens", "6", "--batch-size", str(BATCH),
+            "--output-dir", str(out), "--no-progress", *extra]
+
+
+class GenerateSpy:
+    """Wraps `generate` of the model class: counts calls and generated sequences, optionally fails on call `fail_on`."""
+
+    def __init__(self, monkeypatch, fail_on: int | None = None):
+        from transformers import Qwen2ForCausalLM
+
+        self.calls, self.sequences, self.fail_on = 0, 0, fail_on
+        original = Qwen2ForCausalLM.generate
+
+        def generate(model_self, *args, **kwargs):
+            self.calls += 1
+            if self.fail_on is not None and self.calls == self.fail_on:
+                raise RuntimeError("simulated crash")
+            self.sequences += kwargs["input_ids"].shape[0]
+            return original(model_self, *args, **kwargs)
+
+        monkeypatch.setattr(Qwen2ForCausalLM, "generate", generate)
+
+
+def _cache_lines(out: Path) -> list[dict]:
+    """The complete lines of the cache (a line cut short by a simulated kill is not one)."""
+    rows = []
+    for line in (out / "generations.jsonl").read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            assert line.startswith('{"dataset": "toy", "index": 4, "sam'), line
+    return rows
+
+
+def _independent_results(out: Path, n: int) -> dict:
+    """Recompute everything results.json claims from the cached generations alone."""
+    from prerl_trl.rewards import math_accuracy_reward
+
+    tokenizer = build_tokenizer()
+    lines = _cache_lines(out)
+    by_key = {}
+    for rec in lines:
+        by_key.setdefault((rec["index"], rec["sample"]), rec)
+    counts, lengths = [], []
+    for i, gold in enumerate(ANSWERS):
+        correct = 0
+        for s in range(n):
+            rec = by_key[(i, s)]
+            text = rec["completion"]
+            # one verifier call per completion (the runner batches them per problem)
+            ok = math_accuracy_reward([text], answer=[gold])[0] == 1.0
+            boxes = boxed_answers(text)
+            if len(boxes) == 1:  # the simple rule agrees with the verifier where it is unambiguous
+                assert ok == (boxes[0] == gold), text
+            correct += ok
+            # response length: the words of the text, plus the end-of-turn token when it stopped
+            expected_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) + (
+                rec["finish_reason"] == "stop"
+            )
+            assert rec["num_tokens"] == expected_tokens
+            lengths.append(expected_tokens)
+        counts.append(correct)
+    return {
+        "counts": counts,
+        "avg": sum(counts) / (n * len(counts)),
+        "pass": {k: float(sum(brute_pass_at_k(n, c, k) for c in counts) / len(counts)) for k in pass_at_k_ks(n)},
+        "mean_tokens": sum(lengths) / len(lengths),
+    }
+
+
+def test_eval_end_to_end_crash_and_resume(tiny_model, toy_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    total = len(ANSWERS) * N
+
+    # 1. crash on the third generate call: two batches are on disk
+    spy = GenerateSpy(monkeypatch, fail_on=3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        evaluation.main(_args(tiny_model, toy_file, out))
+    first = (out / "generations.jsonl").read_text()
+    assert len(_cache_lines(out)) == 2 * BATCH == spy.sequences
+    assert not (out / "results.json").exists()
+    # a kill in the middle of a write leaves half a line behind
+    with open(out / "generations.jsonl", "a") as f:
+        f.write('{"dataset": "toy", "index": 4, "sam')
+
+    # 2. resume: only the missing samples are generated, the existing lines are untouched
+    spy = GenerateSpy(monkeypatch)
+    with pytest.warns(UserWarning, match="unreadable line"):
+        assert evaluation.main(_args(tiny_model, toy_file, out)) == 0
+    assert spy.sequences == total - 2 * BATCH
+    assert spy.calls == math.ceil((total - 2 * BATCH) / BATCH)
+    assert (out / "generations.jsonl").read_text().startswith(first)
+    lines = _cache_lines(out)
+    keys = [(r["dataset"], r["index"], r["sample"]) for r in lines]
+    assert len(keys) == len(set(keys)) == total
+    assert set(keys) == {("toy", i, s) for i in range(len(ANSWERS)) for s in range(N)}
+    assert all(r["prompt"].startswith("<|im_start|>system Please reason step by step") for r in lines)
+
+    # 3. results.json against an independent recomputation from the cache
+    results = json.loads((out / "results.json").read_text())
+    bench = results["benchmarks"]["toy"]
+    ref = _independent_results(out, N)
+    assert 0 < sum(ref["counts"]) < total, "the tiny model should be right sometimes and wrong sometimes"
+    assert [p["correct"] for p in bench["problems"]] == ref["counts"]
+    assert bench["avg_at_n"] == pytest.approx(ref["avg"])
+    assert {int(k): v for k, v in bench["pass_at_k"].items()} == pytest.approx(ref["pass"])
+    assert bench["mean_response_tokens"] == pytest.approx(ref["mean_tokens"])
+    assert bench["num_problems"] == len(ANSWERS) and bench["num_completions"] == total
+    n_wait = sum(r["completion"].split().count("wait") for r in lines)
+    n_alt = sum(r["completion"].split().count("alternatively") for r in lines)
+    # reflection also counts "let me check" (the words exist in the vocabulary), hence >=
+    assert bench["behaviors"]["transition"] == pytest.approx(n_alt / total)
+    assert bench["behaviors"]["reflection"] >= n_wait / total - 1e-12
+    assert results["settings"]["n"] == N and results["settings"]["temperature"] == 1.0
+
+    table = capsys.readouterr().out
+    assert "| benchmark | problems | avg@4 | pass@1 | pass@2 | pass@4 |" in table
+    assert f"| toy | 5 | {100 * ref['avg']:.2f} |" in table
+    png = (out / "pass_at_k.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+    # 4. a third run generates nothing and reproduces the same results
+    spy = GenerateSpy(monkeypatch, fail_on=1)
+    before = (out / "generations.jsonl").read_text()
+    with pytest.warns(UserWarning, match="unreadable line"):
+        assert evaluation.main(_args(tiny_model, toy_file, out)) == 0
+    assert spy.calls == 0
+    assert (out / "generations.jsonl").read_text() == before
+    assert json.loads((out / "results.json").read_text())["benchmarks"]["toy"] == bench
+
+
+def test_eval_larger_n_reuses_cache_and_settings_guard(tiny_model, toy_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "grow"
+    spy = GenerateSpy(monkeypatch)
+    args = _args(tiny_model, toy_file, out, "--limit", "2")
+    args[args.index("--n") + 1] = "2"
+    assert evaluation.main(args) == 0
+    assert spy.sequences == 2 * 2
+    args[args.index("--n") + 1] = "3"
+    assert evaluation.main(args) == 0
+    assert spy.sequences == 2 * 2 + 2 * 1  # only sample 2 of each problem is new
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmarks"]["toy"]["pass_at_k"].keys() == {"1", "2", "3"}
+
+    capsys.readouterr()
+    assert evaluation.main([*args, "--temperature", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "temperature" in err
+
+
+def test_eval_two_benchmarks_mean_row(tiny_model, toy_file, tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"question": "what is 2", "answer": "2"}, {"question": "is 2", "answer": "3"}]))
+    out = tmp_path / "two"
+    assert evaluation.main(_args(tiny_model, toy_file, out, "--dataset", str(other), "--n", "2", "--limit", "2")) == 0
+    results = json.loads((out / "results.json").read_text())
+    a, b = results["benchmarks"]["toy"], results["benchmarks"]["other"]
+    assert results["mean"]["avg_at_n"] == pytest.approx((a["avg_at_n"] + b["avg_at_n"]) / 2)
+    assert "| mean | 4 |" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_unknown_dataset(tiny_model, tmp_path, capsys):
+    assert evaluation.main(_args(tiny_model, "no_such_benchmark", tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert "no_such_benchmark" in err and "aime24" in err
+
+
+def test_missing_file(tiny_model, tmp_path, capsys):
+    assert evaluation.main(_args(tiny_model, str(tmp_path / "absent.jsonl"), tmp_path / "o")) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_file_without_answer_column(tiny_model, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"problem": "what is 2", "gold": "2"}) + "\n")
+    assert evaluation.main(_args(tiny_model, str(bad), tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert "answer" in err and "gold" in err
+    assert evaluation.main(_args(tiny_model, str(bad), tmp_path / "o2", "--answer-column", "gold", "--n", "1")) == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_n_must_be_positive(tiny_model, toy_file, tmp_path, value, capsys):
+    args = _args(tiny_model, toy_file, tmp_path / "o")
+    args[args.index("--n") + 1] = value
+    with pytest.raises(SystemExit) as exc:
+        evaluation.main(args)
+    assert exc.value.code == 2
+    assert "--n" in capsys.readouterr().err
+    with pytest.raises(EvaluationError, match="--n must be >= 1"):
+        evaluation.evaluate(tiny_model, [toy_file], output_dir=tmp_path / "o", n=0)
+
+
+def test_known_names_go_through_the_data_loader(monkeypatch):
+    import datasets
+
+    from prerl_trl import data
+
+    seen = {}
+
+    def fake_loader(name, split=None, **kwargs):
+        seen.update(name=name, split=split, **kwargs)
+        prompt = data.build_prompt("What is 1+1?", True, kwargs["system_prompt"])
+        return datasets.Dataset.from_list([{"prompt": prompt, "answer": "2"}])
+
+    monkeypatch.setattr(data, "load_math_dataset", fake_loader)
+    bench = evaluation.load_benchmark("aime24", limit=3)
+    assert seen["name"] == "aime24" and seen["max_samples"] == 3 and seen["conversational"] is True
+    assert bench.name == "aime24" and bench.answers == ["2"]
+    assert bench.messages[0][0] == {"role": "system", "content": data.SYSTEM_PROMPT}
+
+
+def test_backend_choice():
+    assert evaluation.resolve_backend("transformers") == "transformers"
+    assert evaluation.resolve_backend("auto") in ("vllm", "transformers")
+    with pytest.raises(EvaluationError):
+        evaluation.resolve_backend("tgi")
