@@ -80,7 +80,9 @@ def _logp_and_grads(model: Any, params: list, token_ids: list[int], num_scored: 
     }
     if logits_to_keep:
         kwargs["logits_to_keep"] = num_scored + 1
-    logits = model(**kwargs).logits[0, -num_scored - 1 : -1].float()
+    logits = model(**kwargs).logits[0, -num_scored - 1 : -1]
+    if logits.dtype in (torch.float16, torch.bfloat16):  # log-softmax in fp32, never below the model's precision
+        logits = logits.float()
     targets = ids[0, -num_scored:]
     logp = (logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)).sum()
     del logits
