@@ -11,7 +11,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _tiny_eval import SPECIALS, build_model, build_tokenizer, save_tiny_model  # noqa: E402
+from _tiny_eval import SPECIALS, WORDS, build_model, build_tokenizer, save_tiny_model  # noqa: E402
 
 from prerl_trl import diagnostics  # noqa: E402
 from prerl_trl.diagnostics import gradient_alignment, summarize_alignment  # noqa: E402
@@ -35,7 +35,7 @@ def model(tokenizer):
 
 def ids_of(text: str) -> list[int]:
     """Token ids built without the tokenizer: the tiny vocabulary is one id per whitespace-separated word."""
-    vocab = SPECIALS + __import__("_tiny_eval").WORDS
+    vocab = SPECIALS + WORDS
     out = []
     for word in text.split():
         # the chat markers are glued to words in the prompt text; split them off like the tokenizer's specials

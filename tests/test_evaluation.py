@@ -205,6 +205,12 @@ def test_eval_end_to_end_crash_and_resume(tiny_model, toy_file, tmp_path, monkey
     png = (out / "pass_at_k.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
+    # the behaviour ratio of a results.json with itself
+    from prerl_trl.behaviors import behavior_ratio
+
+    ratio = behavior_ratio(out / "results.json", out / "results.json")
+    assert all(v == pytest.approx(1.0) or math.isnan(v) for v in ratio.values())
+
     # 4. a third run generates nothing and reproduces the same results
     spy = GenerateSpy(monkeypatch, fail_on=1)
     before = (out / "generations.jsonl").read_text()
@@ -306,3 +312,54 @@ def test_backend_choice():
     assert evaluation.resolve_backend("auto") in ("vllm", "transformers")
     with pytest.raises(EvaluationError):
         evaluation.resolve_backend("tgi")
+
+
+def test_vllm_path_with_a_fake_engine(tiny_model, tmp_path, monkeypatch):
+    """The vLLM backend against a stand-in `vllm` module: one request per distinct prompt with n = missing samples,
+    token-id prompts, the protocol's sampling parameters, and a flush per call."""
+    import importlib.machinery
+    import sys
+    import types
+
+    requests = []
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    class LLM:
+        def __init__(self, model, **kw):
+            assert model == tiny_model
+
+        def generate(self, prompts, params, use_tqdm=False):
+            requests.append([(p["prompt_token_ids"], sp) for p, sp in zip(prompts, params, strict=True)])
+            out = types.SimpleNamespace
+            return [out(outputs=[out(text="\\boxed{1}", token_ids=[7], finish_reason="stop")] * sp.n)
+                    for sp in params]
+
+    fake = types.ModuleType("vllm")
+    fake.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    fake.LLM, fake.SamplingParams = LLM, SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(evaluation.generate_vllm, "__kwdefaults__",
+                        {**evaluation.generate_vllm.__kwdefaults__, "prompts_per_call": 2})
+
+    toy = tmp_path / "toy.jsonl"  # three problems whose prompts differ in token ids (words of the tiny vocabulary)
+    toy.write_text("".join(json.dumps({"problem": p, "answer": a}) + "\n"
+                           for p, a in zip(["what is the answer", "so what", "let me check"], ANSWERS, strict=False)))
+    toy_file, out = str(toy), tmp_path / "vllm"
+    evaluation.evaluate(tiny_model, [toy_file], output_dir=out, n=3, max_tokens=5, backend="vllm", progress=False)
+    tokenizer = evaluation.load_tokenizer(tiny_model)
+    bench = evaluation.load_benchmark(toy_file)
+    evaluation.render_prompts(bench, tokenizer)
+    assert [len(r) for r in requests] == [2, 1]  # 3 distinct prompts, 2 per engine call
+    flat = [req for call in requests for req in call]
+    assert [ids for ids, _ in flat] == bench.prompt_ids
+    assert all((sp.n, sp.temperature, sp.top_p, sp.max_tokens) == (3, 1.0, 1.0, 5) for _, sp in flat)
+    assert len(_cache_lines(out)) == 9
+    results = json.loads((out / "results.json").read_text())["benchmarks"]["toy"]
+    assert [p["correct"] for p in results["problems"]] == [3 * (a == "1") for a in ANSWERS[:3]]
+
+    requests.clear()
+    evaluation.evaluate(tiny_model, [toy_file], output_dir=out, n=4, max_tokens=5, backend="vllm", progress=False)
+    assert [sp.n for call in requests for _, sp in call] == [1, 1, 1]
