@@ -107,24 +107,30 @@ def build_tiny_model(
     return output_dir
 
 
-def _warm_up(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast, steps: int, seed: int) -> None:
+def _warm_up(
+    model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast, steps: int, seed: int, noise: float = 0.5
+) -> None:
     """Teach the format `\\boxed{n}<|im_end|>` with noisy answers, so the model is right only part of the time."""
     rng = random.Random(seed)
     problems = toy_problems()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(steps):
-        texts = []
+        prompts, answers = [], []
         for question, answer in rng.sample(problems, 16):
-            shown = answer if rng.random() < 0.5 else str(rng.randint(0, 8))
-            prompt = tokenizer.apply_chat_template(
-                [{"role": "system", "content": TOY_SYSTEM_PROMPT}, {"role": "user", "content": question}],
-                tokenize=False,
-                add_generation_prompt=True,
+            shown = answer if rng.random() < 1 - noise else str(rng.randint(0, 8))
+            prompts.append(
+                tokenizer.apply_chat_template(
+                    [{"role": "system", "content": TOY_SYSTEM_PROMPT}, {"role": "user", "content": question}],
+                    tokenize=False,
+                    add_generation_prompt=True,
+                )
             )
-            texts.append(prompt + f"\\boxed{{{shown}}}<|im_end|>")
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            answers.append(f"\\boxed{{{shown}}}<|im_end|>")
+        batch = tokenizer([p + a for p, a in zip(prompts, answers, strict=True)], return_tensors="pt", padding=True)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        for row, answer in enumerate(answers):  # learn the answer only (left padding: it ends each row)
+            labels[row, : labels.size(1) - len(tokenizer(answer)["input_ids"])] = -100
         loss = model(**batch, labels=labels).loss
         loss.backward()
         optimizer.step()
