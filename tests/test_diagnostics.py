@@ -87,6 +87,29 @@ def test_matches_independent_autograd(model, tokenizer):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_gradient_checkpointing_gives_the_same_numbers(model, tokenizer, monkeypatch):
+    prompts, completions = [p for p, _ in PAIRS[:2]], [c for _, c in PAIRS[:2]]
+    plain = gradient_alignment(model, tokenizer, prompts, completions)
+    ckpt = gradient_alignment(model, tokenizer, prompts, completions, gradient_checkpointing=True)
+    for a, b in zip(plain, ckpt, strict=True):
+        assert b == pytest.approx(a, rel=1e-9)
+    assert not model.training and not diagnostics._checkpointing(model)
+
+    # checkpointing is really on during the call: the decoder layers run through torch's checkpoint
+    import transformers.modeling_utils as ckpt
+
+    calls = []
+    original = ckpt.checkpoint
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("use_reentrant"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "checkpoint", spy)
+    gradient_alignment(model, tokenizer, prompts[:1], completions[:1], gradient_checkpointing=True)
+    assert calls and set(calls) == {False}
+
+
 def test_context_token_choices(model, tokenizer):
     prompt, completion = PAIRS[1]
     y = ids_of(completion)

@@ -90,6 +90,29 @@ def _logp_and_grads(model: Any, params: list, token_ids: list[int], num_scored: 
     return float(logp.detach()), grads
 
 
+def _checkpointing(model: Any) -> bool:
+    # transformers 5 renamed gradient checkpointing to activation checkpointing (the old names warn)
+    if hasattr(model, "is_activation_checkpointing"):
+        return bool(model.is_activation_checkpointing)
+    return bool(getattr(model, "is_gradient_checkpointing", False))
+
+
+def _set_checkpointing(model: Any, on: bool) -> None:
+    """Non-reentrant checkpointing (the kind `torch.autograd.grad` supports), through whichever API the model has."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        if on:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_disable()
+    else:
+        raise ValueError("gradient_checkpointing=True needs a transformers model")
+
+
 def gradient_alignment(
     model: Any,
     tokenizer: Any,
@@ -99,6 +122,7 @@ def gradient_alignment(
     *,
     progress: bool = False,
     on_result: Any = None,
+    gradient_checkpointing: bool = False,
 ) -> list[dict[str, float]]:
     """Inner product and cosine of grad log P(y) and grad log P(y|x), one prompt/completion pair at a time.
 
@@ -110,6 +134,9 @@ def gradient_alignment(
         context_token: the token before the completion in pre-train space; None: BOS, else `<|im_start|>`, else EOS.
         progress: show a tqdm bar.
         on_result: optional callable `(index, result_dict)` called after each pair (for incremental writing).
+        gradient_checkpointing: recompute activations in the backward pass (non-reentrant checkpointing), for long
+            responses on large models. transformers only checkpoints in training mode, so the model runs in
+            `train()` mode then: dropout, if the model has any, is active.
 
     Returns:
         one dict per pair: `inner_product`, `cosine`, `logp_conditional`, `logp_marginal` (log-probs summed over the
@@ -133,7 +160,12 @@ def gradient_alignment(
     ctx_id = context_token_id(tokenizer, context_token)
     keep = _accepts_logits_to_keep(model)
     was_training = model.training
-    model.eval()
+    was_checkpointing = _checkpointing(model)
+    if gradient_checkpointing:
+        _set_checkpointing(model, True)
+        model.train()
+    else:
+        model.eval()
     model.zero_grad(set_to_none=True)
     results = []
     try:
@@ -182,6 +214,8 @@ def gradient_alignment(
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+        if gradient_checkpointing and not was_checkpointing:
+            _set_checkpointing(model, False)
     return results
 
 
@@ -320,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None)
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="auto: bfloat16 on a GPU, float32 on the CPU")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass (long responses on large models)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -370,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             gradient_alignment(hf_model, tokenizer, [pairs[i][0] for i in todo], [pairs[i][1] for i in todo],
-                               context_token=args.context_token, progress=not args.no_progress, on_result=write)
+                               context_token=args.context_token, progress=not args.no_progress, on_result=write,
+                               gradient_checkpointing=args.gradient_checkpointing)
         except ValueError as err:
             print(f"prerl-trl grad-align: error: {err}", file=sys.stderr)
             return 2
