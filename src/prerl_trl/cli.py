@@ -120,7 +120,7 @@ def train(argv: list[str]) -> int:
         raise ValueError("model_name_or_path is required: set it in the recipe or pass --model_name_or_path.")
     init_kwargs = dict(
         revision=model_args.model_revision,
-        trust_remote_code=model_args.trust_remote_code,
+        trust_remote_code=training_args.trust_remote_code,
         attn_implementation=model_args.attn_implementation,
         dtype=model_args.dtype,
     )

@@ -52,11 +52,6 @@ PRERL_CITATION = textwrap.dedent("""\
     }""")
 
 
-def _log_to_console(message: str) -> None:
-    """Say it on the main log and in a notebook: the phase switch must be visible."""
-    logger.warning(message)
-
-
 @contextmanager
 def _override_attrs(obj: Any, **values: Any) -> Iterator[None]:
     """Temporarily set attributes of `obj`."""
@@ -377,7 +372,7 @@ class DSRLTrainer(PreRLTrainer):
         self._dsrl_switched = True
         step = self.state.global_step
         fresh_switch = self._dsrl_seen_pretrain or step == 0
-        _log_to_console(
+        self._announce(
             f"DSRL: switching from NSR-PreRL (log P(y)) to GRPO (log P(y|x)) at optimizer step {step}"
             + ("" if fresh_switch else " (resumed after the switch)")
         )
@@ -390,6 +385,11 @@ class DSRLTrainer(PreRLTrainer):
             SyncRefModelCallback.sync_target_model(self.accelerator.unwrap_model(self.model), self.ref_model, 1.0)
         if self.args.dsrl_reset_optimizer and fresh_switch:
             self._reset_optimizer_state()
+
+    def _announce(self, message: str) -> None:
+        """Print on the main process (visible under a progress bar and in notebooks) and log it."""
+        logger.info(message)
+        self.accelerator.print(message)
 
     def _reset_optimizer_state(self) -> None:
         if self.is_deepspeed_enabled:
