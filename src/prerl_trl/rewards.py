@@ -204,7 +204,10 @@ def _unwrap_text(text: str) -> str:
 
 def _choice(text: str) -> str | None:
     """The letter of a multiple-choice answer such as ``(B)``, ``B`` or ``(B) 12``, else None."""
-    match = _CHOICE.match(_TEXT_COMMANDS.sub("", text).replace("}", "").strip().strip("$").strip())
+    text = _TEXT_COMMANDS.sub("", text).replace("}", "").strip().strip("$").strip()
+    if len(re.findall(r"\([A-E]\)", text)) > 1:  # "(A) or (B)" hedges: no single choice
+        return None
+    match = _CHOICE.match(text)
     return (match.group(1) or match.group(2)) if match else None
 
 
@@ -230,6 +233,27 @@ def _as_integer(text: str) -> int | None:
     return None
 
 
+_RATIONAL = re.compile(r"^([+-]?)(?:(\d+)|\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+)|(\d*\.\d+))$")
+
+
+def _as_rational(text: str) -> tuple[Fraction, bool] | None:
+    r"""``(value, is_decimal)`` for an integer, decimal, ``a/b`` or ``\frac{a}{b}`` answer, else None."""
+    match = _RATIONAL.match(text)
+    if not match:
+        return None
+    sign, whole, fnum, fden, snum, sden, decimal = match.groups()
+    if whole is not None:
+        value = Fraction(int(whole))
+    elif decimal is not None:
+        value = Fraction(decimal)
+    else:
+        num, den = int(fnum or snum), int(fden or sden)
+        if den == 0:
+            return None
+        value = Fraction(num, den)
+    return (-value if sign == "-" else value), decimal is not None
+
+
 def _fast_verdict(gold: str, pred: str) -> int | None:
     """A verdict decided without math-verify, or None when the pair needs a worker."""
     gold_n, pred_n = _normalize(gold), _normalize(pred)
@@ -247,8 +271,12 @@ def _fast_verdict(gold: str, pred: str) -> int | None:
     gold_int, pred_int = _as_integer(gold_n), _as_integer(pred_n)
     if gold_int is not None and pred_int is not None:
         return EQUAL if gold_int == pred_int else NOT_EQUAL
-    if gold_int is not None and re.fullmatch(r"[+-]?\d+(\.\d+)?", pred_n):
-        return EQUAL if Fraction(pred_n) == gold_int else NOT_EQUAL
+    gold_q, pred_q = _as_rational(gold_n), _as_rational(pred_n)
+    if gold_q is not None and pred_q is not None:
+        if gold_q[0] == pred_q[0]:
+            return EQUAL
+        if not (gold_q[1] or pred_q[1]):  # exact forms on both sides: no rounding question
+            return NOT_EQUAL
     return None
 
 
@@ -301,6 +329,17 @@ def _worker_verify(gold: str, pred: str) -> int:
     return EQUAL if _WORKER_STATE["verify"](gold_parsed, pred_parsed, timeout_seconds=None) else NOT_EQUAL
 
 
+_WARMUP_PAIRS = [
+    ("\\frac{1}{2}", "0.5"),
+    ("(1,3]", "(1, 3]"),
+    ("\\{1,2\\}", "\\{2,1\\}"),
+    ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\begin{bmatrix}1\\\\2\\end{bmatrix}"),
+    ("2\\sqrt{2}", "\\sqrt{8}"),
+    ("(x+1)^2", "x^2+2x+1"),
+    ("50\\%", "x = 50"),
+]
+
+
 def _watch_parent(parent_pid: int) -> None:
     """Exit the worker when its parent has gone (the parent normally kills it first)."""
     while True:
@@ -325,7 +364,8 @@ def _worker_main() -> None:
         except (ImportError, ValueError, OSError):
             pass
     _worker_setup()
-    _worker_verify("\\frac{1}{2}", "0.5")  # warm the sympy code paths before reporting ready
+    for gold, pred in _WARMUP_PAIRS:  # warm the parser's caches, so first real calls are not slow
+        _worker_verify(gold, pred)
     proto_out.write(b'"ready"\n')
     for line in sys.stdin.buffer:
         try:
@@ -427,14 +467,21 @@ def _default_workers() -> int:
 
 
 class _VerifierPool:
-    """At most ``size`` workers; calls check workers out, so concurrent threads never share one."""
+    """Runs at most ``size`` verifications at once, on ``size + 1`` worker processes.
+
+    Calls check workers out, so concurrent threads never share one. The extra process is a warm
+    spare: when a worker is killed after a timeout, the next verification takes a ready worker
+    instead of waiting for the replacement to boot.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.capacity = size + 1
         self.pid = os.getpid()
         self.cond = threading.Condition()
         self.idle: list[_Worker] = []
-        self.count = 0
+        self.count = 0  # live worker processes
+        self.busy = 0  # workers checked out by calls
         self.boot_failures = 0
 
     def _checkout(self, wanted: int, block: bool) -> list[_Worker]:
@@ -442,10 +489,15 @@ class _VerifierPool:
             while True:
                 self._poll_idle()
                 self.idle.sort(key=lambda w: w.ready)  # ready workers last, so they are popped first
-                taken = [self.idle.pop() for _ in range(min(wanted, len(self.idle)))]
-                while len(taken) < wanted and self.count < self.size:
+                allowed = min(wanted, self.size - self.busy)
+                taken = [self.idle.pop() for _ in range(min(allowed, len(self.idle)))]
+                while len(taken) < allowed and self.count < self.capacity:
                     taken.append(_Worker())
                     self.count += 1
+                if not self.idle and self.count < self.capacity:
+                    self.idle.append(_Worker())  # keep the spare booting in the background
+                    self.count += 1
+                self.busy += len(taken)
                 if taken or not block:
                     return taken
                 self.cond.wait(0.05)
@@ -464,6 +516,7 @@ class _VerifierPool:
     def _release(self, workers: list[_Worker]) -> None:
         with self.cond:
             self.idle.extend(workers)
+            self.busy -= len(workers)
             self.cond.notify_all()
 
     def _replace(self, worker: _Worker) -> _Worker:
@@ -501,6 +554,7 @@ class _VerifierPool:
                 w.kill()
                 with self.cond:
                     self.count -= 1
+                    self.busy -= 1
             self._release(held)
         return results
 
@@ -579,9 +633,16 @@ atexit.register(shutdown_verifier)
 
 
 def warmup_verifier(timeout: float = WORKER_BOOT_TIMEOUT) -> None:
-    """Start every worker of the pool and wait until each has imported math-verify."""
+    """Start every worker of the pool (and the spare) and wait until each has imported math-verify."""
     pool = _get_pool()
+    deadline = time.monotonic() + timeout
     pool.run([("1", f"\\frac{{{i + 2}}}{{{i + 2}}}") for i in range(pool.size)], timeout)
+    while time.monotonic() < deadline:
+        with pool.cond:
+            pool._poll_idle()
+            if all(w.ready for w in pool.idle):
+                return
+        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,351 @@
+r"""Verifications per second: prerl_trl's math_accuracy_reward against trl.rewards.accuracy_reward.
+
+Both score the same mixed set (about 10% adversarial) in one run:
+
+- TRL's reward runs item by item in a spawned child process (its signal-based timeouts need the
+  main thread). A watchdog in this process kills the child when one item takes longer than
+  ``--trl-guard`` seconds (TRL can hang inside C code that signals cannot interrupt), scores it
+  None and restarts the child at the next item.
+- Ours scores the set in batches of ``--batch-size`` (one GRPO step) for throughput, then item by
+  item for the worst single latency.
+
+TRL is called as GRPO calls it: conversational completions and the gold answer as ``solution``.
+Gold answers are bare LaTeX (as in MATH-500 or AIME ``answer`` columns). Every item carries its
+true verdict, so the run also reports accuracy, and how often we are right where TRL returns None.
+
+    python benchmarks/reward_throughput.py --n 300 --output outputs/reward_throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+FILLER = [
+    r"We start from $x^2 + 3x = 10$ and factor it as $(x+5)(x-2) = 0$.",
+    r"Since $\angle ABC = 90^\circ$, the Pythagorean theorem gives $AC^2 = AB^2 + BC^2$.",
+    r"Summing the geometric series $\sum_{k=0}^{n} 2^k = 2^{n+1} - 1$ for $n = 4$ we get $31$.",
+    r"Let $f(x) = \frac{x+1}{x-1}$; then $f(f(x)) = x$ for $x \neq 1$.",
+    r"Wait, let me double-check the arithmetic: $12 \cdot 7 = 84$ and $84 - 9 = 75$.",
+    r"By symmetry we may assume $a \le b \le c$, so $3a \le a + b + c = 30$.",
+]
+
+ADVERSARIAL = [
+    r"(10^{10^{10^{10}}})!",
+    "9^" * 60 + "9",
+    r"\int_0^{x^{x^{x^{x}}}} e^{t^{t^{t}}}\,dt",
+    "x+" * 50_000,
+    r"\frac{1}{2" + "{" * 500,
+    r"\frac{1}{" * 150 + "2" + "}" * 150,
+    "\ud800\udfff\x00\uffff5",
+    r"\sqrt{" * 400 + "2" + "}" * 400,
+    r"{" * 3000,
+    r"10^{10^{10^{10^{10}}}} - 10^{10^{10^{10^{10}}}}",
+]
+
+
+def _item(rng: random.Random) -> tuple[str, str, float]:
+    """One (gold, prediction, true verdict) from a mix of answer types; half are right."""
+    right = rng.random() < 0.5
+    a, b = rng.randint(2, 60), rng.randint(2, 60)
+    kind = rng.choice(
+        [
+            "int",
+            "int",
+            "int",
+            "comma",
+            "frac",
+            "sqrt",
+            "poly",
+            "interval",
+            "set",
+            "matrix",
+            "percent",
+            "degree",
+            "choice",
+            "mixed",
+            "assign",
+            "money",
+            "decimal",
+        ]
+    )
+    if kind == "int":
+        gold = str(a * b + rng.randint(0, 999))
+        return gold, gold if right else str(int(gold) + 1), float(right)
+    if kind == "comma":
+        n = rng.randint(1000, 999_999)
+        return str(n), f"{n:,}" if right else f"{n + 10:,}", float(right)
+    if kind == "frac":
+        num, den = min(a, b), max(a, b) + 1
+        k = rng.randint(2, 5)
+        return (
+            rf"\frac{{{num}}}{{{den}}}",
+            rf"\dfrac{{{num * k}}}{{{den * k}}}" if right else rf"\frac{{{num + 1}}}{{{den}}}",
+            float(right),
+        )
+    if kind == "sqrt":
+        s = rng.choice([2, 3, 5, 6, 7])
+        return (
+            rf"{a}\sqrt{{{s}}}",
+            rf"\sqrt{{{a * a * s}}}" if right else rf"\sqrt{{{a * a * s + 1}}}",
+            float(right),
+        )
+    if kind == "poly":
+        return rf"(x+{a})^2", f"x^2+{2 * a}x+{a * a}" if right else f"x^2+{2 * a + 1}x+{a * a}", float(right)
+    if kind == "interval":
+        lo, hi = min(a, b), max(a, b) + 1
+        return f"({lo},{hi}]", f"( {lo}, {hi} ]" if right else f"[{lo},{hi}]", float(right)
+    if kind == "set":
+        return (
+            rf"\{{{a},{b + 100}\}}",
+            rf"\{{{b + 100}, {a}\}}" if right else rf"\{{{a}, {b + 101}\}}",
+            float(right),
+        )
+    if kind == "matrix":
+        gold = rf"\begin{{pmatrix}}{a}\\{b}\end{{pmatrix}}"
+        return (
+            gold,
+            rf"\begin{{bmatrix}} {a} \\ {b} \end{{bmatrix}}"
+            if right
+            else rf"\begin{{pmatrix}}{a}\\{b + 1}\end{{pmatrix}}",
+            float(right),
+        )
+    if kind == "percent":
+        return str(a), rf"{a}\%" if right else rf"{a + 1}\%", float(right)
+    if kind == "degree":
+        return rf"{a}^\circ", str(a) if right else str(a + 1), float(right)
+    if kind == "choice":
+        letter = rng.choice("ABCDE")
+        other = rng.choice([c for c in "ABCDE" if c != letter])
+        return rf"\text{{({letter})}}", (letter if right else other), float(right)
+    if kind == "mixed":
+        return (
+            rf"{a}\frac{{1}}{{2}}",
+            rf"\frac{{{2 * a + 1}}}{{2}}" if right else rf"\frac{{{2 * a + 3}}}{{2}}",
+            float(right),
+        )
+    if kind == "assign":
+        return str(a), f"x = {a}" if right else f"x = {a + 1}", float(right)
+    if kind == "money":
+        return f"{a}.50", rf"\${a}.50" if right else rf"\${a}.05", float(right)
+    return f"{a}.25", rf"\frac{{{4 * a + 1}}}{{4}}" if right else f"{a}.24", float(right)
+
+
+def build_items(n: int, adversarial_frac: float, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    items = []
+    for i in range(n):
+        if rng.random() < adversarial_frac:
+            gold, pred, truth, adv = str(rng.randint(1, 99)), ADVERSARIAL[i % len(ADVERSARIAL)], 0.0, True
+        else:
+            (gold, pred, truth), adv = _item(rng), False
+        filler = " ".join(rng.sample(FILLER, 3))
+        text = f"{filler}\nTherefore, the final answer is $\\boxed{{{pred}}}$."
+        items.append({"gold": gold, "completion": text, "truth": truth, "adversarial": adv})
+    return items
+
+
+# ----------------------------------------------------------------------------------------- TRL side
+
+
+def _trl_child(conn, items: list[dict], start: int) -> None:
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    from trl.rewards import accuracy_reward
+
+    conn.send(("ready", None, 0.0))
+    for i in range(start, len(items)):
+        t0 = time.perf_counter()
+        try:
+            (r,) = accuracy_reward(
+                [[{"role": "assistant", "content": items[i]["completion"]}]], [items[i]["gold"]]
+            )
+        except Exception:  # noqa: BLE001
+            r = "error"
+        conn.send((i, r, time.perf_counter() - t0))
+
+
+def run_trl(items: list[dict], guard: float) -> tuple[list, list[float]]:
+    """TRL verdicts and per-item seconds; an item over ``guard`` seconds is killed and scored None."""
+    ctx = mp.get_context("spawn")
+    verdicts: list = [None] * len(items)
+    seconds = [0.0] * len(items)
+    i = 0
+    while i < len(items):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_trl_child, args=(child, items, i), daemon=True)
+        proc.start()
+        parent.recv()  # ready: TRL imported (not timed)
+        while i < len(items):
+            if not parent.poll(guard):
+                proc.kill()
+                proc.join()
+                verdicts[i], seconds[i] = "hang", guard
+                i += 1
+                break
+            idx, r, dt = parent.recv()
+            verdicts[idx], seconds[idx] = r, dt
+            i = idx + 1
+        else:
+            proc.kill()
+            proc.join()
+    return verdicts, seconds
+
+
+# ----------------------------------------------------------------------------------------- our side
+
+
+def _score_batches(
+    items: list[dict], batch_size: int, timeout: float | None, log_metric=None
+) -> tuple[list, float]:
+    from prerl_trl import rewards
+
+    verdicts: list = []
+    t0 = time.perf_counter()
+    for s in range(0, len(items), batch_size):
+        batch = items[s : s + batch_size]
+        verdicts += rewards.math_accuracy_reward(
+            [[{"role": "assistant", "content": it["completion"]}] for it in batch],
+            answer=[it["gold"] for it in batch],
+            timeout_seconds=timeout,
+            log_metric=log_metric,
+        )
+    return verdicts, time.perf_counter() - t0
+
+
+def run_ours(items: list[dict], batch_size: int, timeout: float | None) -> dict:
+    from prerl_trl import rewards
+
+    rewards.warmup_verifier()
+    metrics: dict[str, float] = {}
+
+    def log_metric(name: str, value: float) -> None:
+        metrics[name] = metrics.get(name, 0.0) + value
+
+    verdicts, batch_seconds = _score_batches(items, batch_size, timeout, log_metric)
+    _, clean_seconds = _score_batches([it for it in items if not it["adversarial"]], batch_size, timeout)
+
+    latencies = []
+    for it in items:
+        t1 = time.perf_counter()
+        rewards.math_accuracy_reward([it["completion"]], answer=[it["gold"]], timeout_seconds=timeout)
+        latencies.append(time.perf_counter() - t1)
+    return {
+        "verdicts": verdicts,
+        "batch_seconds": batch_seconds,
+        "clean_seconds": clean_seconds,
+        "latencies": latencies,
+        "metrics": metrics,
+    }
+
+
+def _accuracy(verdicts: list, items: list[dict]) -> float:
+    return sum(
+        (v if isinstance(v, float) else 0.0) == it["truth"] for v, it in zip(verdicts, items, strict=True)
+    ) / len(items)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=300, help="items in the mixed set")
+    parser.add_argument("--adversarial-frac", type=float, default=0.1)
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="completions per reward call (one GRPO step)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="our limit per verification (default: ours)"
+    )
+    parser.add_argument(
+        "--trl-guard", type=float, default=20.0, help="kill TRL after this many seconds per item"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=Path("outputs/reward_throughput.json"))
+    args = parser.parse_args(argv)
+
+    from prerl_trl import rewards
+
+    limit = rewards.DEFAULT_TIMEOUT_SECONDS if args.timeout is None else args.timeout
+    items = build_items(args.n, args.adversarial_frac, args.seed)
+    n_adv = sum(it["adversarial"] for it in items)
+    print(
+        f"{len(items)} items ({n_adv} adversarial), {os.cpu_count()} CPUs, our limit {limit:g}s", flush=True
+    )
+
+    trl_verdicts, trl_seconds = run_trl(items, args.trl_guard)
+    trl_total = sum(trl_seconds)
+    ours = run_ours(items, args.batch_size, args.timeout)
+
+    n_clean = len(items) - n_adv
+    trl_clean_seconds = sum(t for t, it in zip(trl_seconds, items, strict=True) if not it["adversarial"])
+    trl_none = [i for i, v in enumerate(trl_verdicts) if not isinstance(v, float)]
+    ours_right_where_trl_none = sum(ours["verdicts"][i] == items[i]["truth"] for i in trl_none)
+    result = {
+        "n": len(items),
+        "adversarial": n_adv,
+        "cpus": os.cpu_count(),
+        "limit_seconds": limit,
+        "ours": {
+            "verifications_per_second": len(items) / ours["batch_seconds"],
+            "batch_seconds": ours["batch_seconds"],
+            "batch_size": args.batch_size,
+            "single_call_per_second": len(items) / sum(ours["latencies"]),
+            "worst_latency_seconds": max(ours["latencies"]),
+            "median_latency_seconds": statistics.median(ours["latencies"]),
+            "calls_over_limit": sum(t > limit + 1.0 for t in ours["latencies"]),
+            "clean_verifications_per_second": n_clean / ours["clean_seconds"],
+            "accuracy": _accuracy(ours["verdicts"], items),
+            "none": sum(v is None for v in ours["verdicts"]),
+            "metrics": ours["metrics"],
+        },
+        "trl": {
+            "verifications_per_second": len(items) / trl_total,
+            "seconds": trl_total,
+            "clean_verifications_per_second": n_clean / trl_clean_seconds,
+            "worst_latency_seconds": max(trl_seconds),
+            "median_latency_seconds": statistics.median(trl_seconds),
+            "accuracy": _accuracy(trl_verdicts, items),
+            "none": sum(v is None for v in trl_verdicts),
+            "hangs_killed": sum(v == "hang" for v in trl_verdicts),
+        },
+        "ours_right_where_trl_none": f"{ours_right_where_trl_none}/{len(trl_none)}",
+    }
+    result["throughput_ratio"] = (
+        result["ours"]["verifications_per_second"] / result["trl"]["verifications_per_second"]
+    )
+    result["clean_throughput_ratio"] = (
+        result["ours"]["clean_verifications_per_second"] / result["trl"]["clean_verifications_per_second"]
+    )
+
+    o, t = result["ours"], result["trl"]
+    print(
+        f"ours: {o['verifications_per_second']:.1f}/s (batches of {args.batch_size}), worst single call "
+        f"{o['worst_latency_seconds']:.2f}s, {o['calls_over_limit']} over the limit, accuracy {o['accuracy']:.3f}"
+    )
+    print(
+        f"trl : {t['verifications_per_second']:.1f}/s, worst item {t['worst_latency_seconds']:.2f}s, "
+        f"{t['none']} None, {t['hangs_killed']} killed after {args.trl_guard:g}s, accuracy {t['accuracy']:.3f}"
+    )
+    print(
+        f"ratio ours/trl: {result['throughput_ratio']:.2f}x on the mixed set, "
+        f"{result['clean_throughput_ratio']:.2f}x on its {n_clean} non-adversarial items "
+        f"({o['clean_verifications_per_second']:.1f}/s vs {t['clean_verifications_per_second']:.1f}/s)"
+    )
+    print(f"ours right where TRL gave None: {result['ours_right_where_trl_none']}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.output}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
