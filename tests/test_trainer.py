@@ -7,6 +7,7 @@ with a plain forward pass, and use rewards recomputed from the decoded text. Wit
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -154,6 +155,11 @@ def test_joint_mode_gradient(tiny_model_dir, tmp_path):
     pre_adv = group_mean_advantages(rewards)
     rl_adv = group_mean_advantages(rewards, scale=True)
     all_rows = torch.ones_like(rewards).bool()
+
+    texts = [tokenizer.decode(rollout_tokens(inputs, i)[1], skip_special_tokens=True) for i in range(len(rows))]
+    reflections = sum(len(re.findall(r"\\bwait\\b|\\blet me check\\b", t, flags=re.I)) for t in texts)
+    assert trainer._metrics["train"]["behaviors/reflection"][-1] >= reflections / len(texts)
+    assert "behaviors/transition" in trainer._metrics["train"]
 
     got, params = trainer_grads(trainer, inputs)
     expected = 0.3 * reinforce_loss(trainer.model, inputs, pre_adv, pre_adv < 0, "marginal", context_id)

@@ -266,10 +266,10 @@ class PreRLTrainer(GRPOTrainer):
             from .behaviors import behavior_metrics
         except ImportError:
             return
-        texts = [c if isinstance(c, str) else (c[-1]["content"] if c else "") for c in self._last_completions or []]
+        texts = list(self._last_completions or [])  # plain strings or message lists: behavior_metrics takes both
         if not texts:
             return
-        local = behavior_metrics([t if isinstance(t, str) else str(t) for t in texts])
+        local = behavior_metrics(texts)
         names = sorted(local)
         stats = torch.tensor([local[n] * len(texts) for n in names] + [len(texts)], device=self.accelerator.device)
         totals = self.accelerator.reduce(stats, reduction="sum")
