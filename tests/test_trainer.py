@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 from conftest import boxed_reward
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig
 
 from prerl_trl import DSRLConfig, DSRLTrainer, PreRLConfig, PreRLTrainer
@@ -275,3 +275,38 @@ def test_all_none_rewards_skip_the_update(tiny_model_dir, tmp_path):
         assert any("reward in this batch is None" in str(w.message) for w in caught)
         grads, _ = trainer_grads(trainer, inputs)
         assert all(g is None or (torch.isfinite(g).all() and g.abs().max() == 0) for g in grads)
+
+
+@pytest.mark.parametrize("use_peft", [False, True])
+def test_reference_model_is_scored_in_pretrain_space(tiny_model_dir, tmp_path, use_peft):
+    from peft import LoraConfig
+
+    beta = 0.2
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if use_peft else None
+    args = make_config(PreRLConfig, tmp_path, beta=beta, prerl_sample_filter="all", prerl_loss_coef=1.0)
+    trainer = PreRLTrainer(
+        tiny_model_dir, reward_funcs=boxed_reward, args=args, train_dataset=toy_dataset(), peft_config=peft_config
+    )
+    trainer.current_gradient_accumulation_steps = 1
+    rows = generation_rows(trainer)
+    inputs = generate_batch(trainer, rows)
+    tokenizer, context_id = im_start_id(tiny_model_dir)
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # the untrained weights: the reference
+    rewards = reference_rewards(tokenizer, inputs, rows)
+    advantages = group_mean_advantages(rewards)
+
+    total, tokens = torch.zeros(()), 0
+    for i in range(len(rows)):
+        prompt, completion = rollout_tokens(inputs, i)
+        with torch.no_grad():
+            ref_marginal = sequence_token_logps(reference, [context_id], completion)
+            ref_conditional = sequence_token_logps(reference, prompt, completion)
+        got = inputs["prerl_ref_per_token_logps"][i, : len(completion)]
+        torch.testing.assert_close(got, ref_marginal, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(got, ref_conditional, atol=1e-3)
+        logps = sequence_token_logps(trainer.model, [context_id], completion)
+        kl = torch.exp(ref_marginal - logps) - (ref_marginal - logps) - 1
+        total = total + (-advantages[i] * logps + beta * kl).sum()
+        tokens += len(completion)
+    got_grads, params = trainer_grads(trainer, inputs)
+    assert_grads_close(got_grads, params, total / tokens)
