@@ -310,3 +310,9 @@ def test_reference_model_is_scored_in_pretrain_space(tiny_model_dir, tmp_path, u
         tokens += len(completion)
     got_grads, params = trainer_grads(trainer, inputs)
     assert_grads_close(got_grads, params, total / tokens)
+
+
+def test_multimodal_dataset_is_refused(tiny_model_dir, tmp_path):
+    dataset = toy_dataset().add_column("image", [None] * len(toy_dataset()))
+    with pytest.raises(ValueError, match="multimodal"):
+        make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, dataset=dataset)

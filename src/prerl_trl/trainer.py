@@ -92,7 +92,8 @@ class PreRLTrainer(GRPOTrainer):
                 f"{self._config_class.__name__}(...) instead of GRPOConfig(...): it adds the prerl_* fields."
             )
         super().__init__(model, reward_funcs, args=args, **kwargs)
-        if self._is_vlm:
+        columns = getattr(self.train_dataset, "column_names", None) or []
+        if self._is_vlm or "image" in columns or "images" in columns:
             raise ValueError(
                 "PreRLTrainer does not support multimodal (vision-language) models or datasets with images: "
                 "pre-train-space scoring removes the prompt, and with it the images. Use a text-only model and "
