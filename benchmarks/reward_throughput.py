@@ -161,6 +161,11 @@ def _trl_child(conn, items: list[dict], start: int) -> None:
     logging.disable(logging.CRITICAL)
     from trl.rewards import accuracy_reward
 
+    # warm the parser's caches as our workers do at boot, so both sides are timed warm
+    from prerl_trl.rewards import _WARMUP_PAIRS
+
+    for gold, pred in _WARMUP_PAIRS:
+        accuracy_reward([[{"role": "assistant", "content": f"$\\boxed{{{pred}}}$"}]], [f"${gold}$"])
     conn.send(("ready", None, 0.0))
     for i in range(start, len(items)):
         t0 = time.perf_counter()
@@ -285,6 +290,14 @@ def main(argv: list[str] | None = None) -> dict:
     trl_total = sum(trl_seconds)
     ours = run_ours(items, args.batch_size, args.timeout)
 
+    # like for like: the non-adversarial items on which TRL returns a verdict (TRL skips bare LaTeX golds)
+    both = [
+        i
+        for i, (v, it) in enumerate(zip(trl_verdicts, items, strict=True))
+        if isinstance(v, float) and not it["adversarial"]
+    ]
+    _, ours_both_seconds = _score_batches([items[i] for i in both], args.batch_size, args.timeout)
+    trl_both_seconds = sum(trl_seconds[i] for i in both)
     n_clean = len(items) - n_adv
     trl_clean_seconds = sum(t for t, it in zip(trl_seconds, items, strict=True) if not it["adversarial"])
     trl_none = [i for i, v in enumerate(trl_verdicts) if not isinstance(v, float)]
@@ -322,6 +335,12 @@ def main(argv: list[str] | None = None) -> dict:
     result["throughput_ratio"] = (
         result["ours"]["verifications_per_second"] / result["trl"]["verifications_per_second"]
     )
+    result["trl_verdict_subset"] = {
+        "n": len(both),
+        "ours_per_second": len(both) / ours_both_seconds,
+        "trl_per_second": len(both) / trl_both_seconds,
+        "ratio": trl_both_seconds / ours_both_seconds,
+    }
     result["clean_throughput_ratio"] = (
         result["ours"]["clean_verifications_per_second"] / result["trl"]["clean_verifications_per_second"]
     )
@@ -339,6 +358,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"ratio ours/trl: {result['throughput_ratio']:.2f}x on the mixed set, "
         f"{result['clean_throughput_ratio']:.2f}x on its {n_clean} non-adversarial items "
         f"({o['clean_verifications_per_second']:.1f}/s vs {t['clean_verifications_per_second']:.1f}/s)"
+    )
+    sub = result["trl_verdict_subset"]
+    print(
+        f"ratio on the {sub['n']} non-adversarial items where TRL gives a verdict: {sub['ratio']:.2f}x "
+        f"({sub['ours_per_second']:.1f}/s vs {sub['trl_per_second']:.1f}/s)"
     )
     print(f"ours right where TRL gave None: {result['ours_right_where_trl_none']}")
     args.output.parent.mkdir(parents=True, exist_ok=True)

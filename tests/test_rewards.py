@@ -113,6 +113,13 @@ CASES: list[tuple[str, str, float]] = [
     (r"\text{Monday}", r"\text{Monday}", 1.0),
     ("monday", r"\text{Monday}", 1.0),
     (r"\text{dynamo}", r"\text{Monday}", 0.0),
+    # identities, sets written as lists, rounding
+    (r"\sin^2x+\cos^2x", "1", 1.0),
+    ("1, 2", r"\{2,1\}", 1.0),
+    ("0.333333", r"\frac13", 1.0),
+    ("(1, 2)", r"\{1,2\}", 0.0),  # an interval or a pair is not a set
+    (r"\{1,2\}", "(1,2)", 0.0),
+    ("1, 2", "(1,2)", 1.0),  # "the point is 1, 2": the pair, written without parentheses
     # integers and constants
     ("42", "42", 1.0),
     ("41", "42", 0.0),
@@ -145,6 +152,20 @@ def test_equivalence_table():
     got = math_accuracy_reward(completions, answer=[gold for _, gold, _ in CASES])
     wrong = [(p, g, e, r) for (p, g, e), r in zip(CASES, got, strict=True) if r != e]
     assert not wrong, "pred, gold, expected, got:\n" + "\n".join(map(repr, wrong))
+
+
+def test_fast_path_agrees_with_math_verify():
+    """Pairs decided in the calling process get the verdict math-verify itself would give."""
+    rewards._worker_setup()  # math-verify in this process, as in a worker
+    decided = 0
+    for pred, gold, _ in CASES:
+        gold, pred = rewards._mixed_to_fraction(gold), rewards._mixed_to_fraction(pred)
+        fast = rewards._fast_verdict(gold, pred)
+        if fast is None or rewards._choice(gold) is not None:  # choices: "(B) 12" is ours alone
+            continue
+        decided += 1
+        assert rewards._worker_verify(gold, pred) == fast, (pred, gold)
+    assert decided >= 20
 
 
 def test_answers_inside_worked_solutions():

@@ -28,9 +28,18 @@ Never hangs: every verification runs in a supervised worker process with a hard 
 replaced, and the verdict is 0.0. No signals are used, so this works off the main thread, in
 DataLoader workers and under ``accelerate launch``. Workers are plain ``python -c`` subprocesses that
 load this file by path: they never import the training script's ``__main__``, torch or TRL, and
-they start in about half a second. Cheap checks run first in the calling process: answers longer
-than ``MAX_ANSWER_CHARS`` score 0.0, string-equal normalised answers and equal integers score
-without a worker, and identical (gold, prediction) pairs in a batch are verified once.
+they boot in about a second (the deadline starts once a worker is ready), and one warm spare
+stands by so a killed worker's replacement is never waited for.
+
+Throughput: a batch is verified in parallel on ``min(CPUs // LOCAL_WORLD_SIZE, 8)`` workers (set
+``PRERL_VERIFY_WORKERS`` to override), created lazily, reused across calls and killed at exit.
+Cheap checks run first in the calling process: boxed answers longer than ``MAX_ANSWER_CHARS``
+(``PRERL_VERIFY_MAX_CHARS``, default 1000) score 0.0; string-equal normalised answers, plain
+numbers (integers, decimals, ``a/b``, ``\frac{a}{b}``, percentages, degrees, ``x = n``), choice
+letters and text words are decided without a worker, in agreement with math-verify; identical
+(gold, prediction) pairs in a batch are verified once. Each worker's address space is capped at
+``PRERL_VERIFY_MEMORY_MB`` (default 4096) so a huge power raises MemoryError instead of swapping.
+Linux and macOS only (the pool waits on pipes with ``selectors``).
 """
 
 from __future__ import annotations
@@ -179,7 +188,6 @@ _WRAPPERS = re.compile(r"^\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\{(.*)\}$",
 _CHOICE = re.compile(r"^\(?([A-E])\)(?:[\s.:]|$)|^([A-E])\.?$")
 _TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{")
 _WORDS = re.compile(r"^[A-Za-z][A-Za-z '\-]*[A-Za-z]$")
-_INT = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)$")
 _MIXED = re.compile(
     r"^(-?)(\d+)\s*(?:\\[dt]?frac\s*(?:\{(\d+)\}|(\d))\s*(?:\{(\d+)\}|(\d))|\s(\d+)\s*/\s*(\d+))$"
 )
@@ -225,38 +233,41 @@ def _mixed_to_fraction(text: str) -> str:
     return f"{sign}\\frac{{{whole * den_i + num_i}}}{{{den_i}}}"
 
 
-def _as_integer(text: str) -> int | None:
-    r"""An integer answer with optional sign, thousands separators, ``\$``, ``\%`` or degrees."""
-    text = re.sub(r"\^\{?\\circ\}?", "", text)
+_INT = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)$")
+_DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
+_FRACTION = re.compile(r"^([+-]?)(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))$")
+_DEGREES = re.compile(r"\^\{?\\circ\}?$")
+_ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=(?!=)")
+
+
+def _as_rational(text: str) -> tuple[list[Fraction], bool] | None:
+    r"""Exact values of a plain number answer, and whether a decimal is involved; else None.
+
+    Integers (with thousands separators), decimals, ``a/b`` and ``\frac{a}{b}``, optionally with a
+    degree sign. A percentage has two readings, ``50\%`` -> [50, 1/2], as math-verify accepts both.
+    """
+    text = _DEGREES.sub("", text)
+    percent = text.endswith("\\%")
+    if percent:
+        text = text[:-2]
     if _INT.match(text):
-        return int(text.replace(",", ""))
-    return None
-
-
-_RATIONAL = re.compile(r"^([+-]?)(?:(\d+)|\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+)|(\d*\.\d+))$")
-
-
-def _as_rational(text: str) -> tuple[Fraction, bool] | None:
-    r"""``(value, is_decimal)`` for an integer, decimal, ``a/b`` or ``\frac{a}{b}`` answer, else None."""
-    match = _RATIONAL.match(text)
-    if not match:
-        return None
-    sign, whole, fnum, fden, snum, sden, decimal = match.groups()
-    if whole is not None:
-        value = Fraction(int(whole))
-    elif decimal is not None:
-        value = Fraction(decimal)
+        value, decimal = Fraction(int(text.replace(",", ""))), False
+    elif _DECIMAL.match(text):
+        value, decimal = Fraction(text), True
     else:
-        num, den = int(fnum or snum), int(fden or sden)
-        if den == 0:
+        match = _FRACTION.match(text)
+        if not match or int(match.group(3) or match.group(5)) == 0:
             return None
-        value = Fraction(num, den)
-    return (-value if sign == "-" else value), decimal is not None
+        sign, fnum, fden, snum, sden = match.groups()
+        value, decimal = Fraction(int(fnum or snum), int(fden or sden)) * (-1 if sign == "-" else 1), False
+    return ([value, value / 100] if percent else [value]), decimal
 
 
 def _fast_verdict(gold: str, pred: str) -> int | None:
     """A verdict decided without math-verify, or None when the pair needs a worker."""
     gold_n, pred_n = _normalize(gold), _normalize(pred)
+    if "=" not in gold_n:
+        pred_n = _ASSIGNMENT.sub("", pred_n, count=1)  # "x = 5" against "5"
     if gold_n and gold_n == pred_n:
         return EQUAL
     gold_choice = _choice(gold)
@@ -268,12 +279,9 @@ def _fast_verdict(gold: str, pred: str) -> int | None:
         return (
             EQUAL if " ".join(pred_text.lower().split()) == " ".join(gold_text.lower().split()) else NOT_EQUAL
         )
-    gold_int, pred_int = _as_integer(gold_n), _as_integer(pred_n)
-    if gold_int is not None and pred_int is not None:
-        return EQUAL if gold_int == pred_int else NOT_EQUAL
     gold_q, pred_q = _as_rational(gold_n), _as_rational(pred_n)
     if gold_q is not None and pred_q is not None:
-        if gold_q[0] == pred_q[0]:
+        if set(gold_q[0]) & set(pred_q[0]):
             return EQUAL
         if not (gold_q[1] or pred_q[1]):  # exact forms on both sides: no rounding question
             return NOT_EQUAL
@@ -326,7 +334,23 @@ def _worker_verify(gold: str, pred: str) -> int:
     if not any(isinstance(p, (Basic, MatrixBase)) for p in pred_parsed):
         # math-verify would fall back to comparing raw strings, which we already did
         return PRED_UNPARSEABLE
+    if _braced_set_against_interval(gold, gold_parsed, pred, pred_parsed):
+        return NOT_EQUAL
     return EQUAL if _WORKER_STATE["verify"](gold_parsed, pred_parsed, timeout_seconds=None) else NOT_EQUAL
+
+
+def _braced_set_against_interval(gold: str, gold_parsed: list, pred: str, pred_parsed: list) -> bool:
+    r"""True for ``\{1,2\}`` against ``(1,2)``: math-verify equates an open interval with a 2-set
+    (it reads ``(1,2)`` as an ordered pair), but an explicitly braced set is neither."""
+    from sympy import Interval
+
+    def braced(text: str) -> bool:
+        return _normalize(text).startswith("\\{")
+
+    def interval(parsed: list) -> bool:
+        return bool(parsed) and isinstance(parsed[0], Interval)
+
+    return (braced(gold) and interval(pred_parsed)) or (braced(pred) and interval(gold_parsed))
 
 
 _WARMUP_PAIRS = [
