@@ -75,8 +75,3 @@ def build_marginal_inputs(
     attention_mask = torch.cat([completion_mask.new_ones((batch, 1)), completion_mask], dim=1)
     return input_ids, attention_mask
 
-
-def masked_token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `values` over the positions where `mask` is 1 (0 when the mask is empty)."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
