@@ -119,7 +119,6 @@ CASES: list[tuple[str, str, float]] = [
     ("0.333333", r"\frac13", 1.0),
     ("(1, 2)", r"\{1,2\}", 0.0),  # an interval or a pair is not a set
     (r"\{1,2\}", "(1,2)", 0.0),
-    ("1, 2", "(1,2)", 1.0),  # "the point is 1, 2": the pair, written without parentheses
     # integers and constants
     ("42", "42", 1.0),
     ("41", "42", 0.0),
@@ -243,6 +242,18 @@ def test_trl_style_call_and_metrics():
     assert metrics["math_verify/no_answer"] == 1.0
     assert metrics["math_verify/timeouts"] == 0.0
     assert extras["boxed_answer"] == ["2", "[none]", "3"]
+
+
+def test_empty_box_is_no_answer():
+    metrics: dict[str, float] = {}
+    assert math_accuracy_reward(
+        [r"\boxed{}", r"\boxed{ }"], answer=["1", "1"], log_metric=metrics.__setitem__
+    ) == [
+        0.0,
+        0.0,
+    ]
+    assert metrics["math_verify/no_answer"] == 2.0
+    assert format_reward([r"put it in \boxed{}"]) == [0.0]
 
 
 def test_format_reward():

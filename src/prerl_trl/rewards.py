@@ -688,7 +688,7 @@ def verify_answers(
     for i, (gold, pred) in enumerate(zip(golds, preds, strict=True)):
         if gold is None or not gold.strip() or len(gold) > 10 * MAX_ANSWER_CHARS:
             codes[i] = GOLD_UNPARSEABLE
-        elif pred is None:
+        elif pred is None or not pred.strip():
             codes[i] = NO_ANSWER
         elif len(pred) > MAX_ANSWER_CHARS:
             codes[i] = PRED_UNPARSEABLE
@@ -771,7 +771,7 @@ def math_accuracy_reward(
     preds = [extract_boxed_answer(t) for t in texts]
     codes = verify_answers(golds, preds, timeout_seconds)
     for i, code in enumerate(codes):
-        if code == NO_ANSWER and _BOXED.search(texts[i]):
+        if code == NO_ANSWER and preds[i] is None and _BOXED.search(texts[i]):
             codes[i] = PRED_UNPARSEABLE  # a boxed answer that is unbalanced or too long
 
     rewards: list[float | None] = []
@@ -789,5 +789,5 @@ def math_accuracy_reward(
 
 
 def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-    r"""1.0 when the completion contains a complete ``\boxed{...}`` answer, else 0.0."""
-    return [0.0 if extract_boxed_answer(_completion_text(c)) is None else 1.0 for c in completions]
+    r"""1.0 when the completion contains a complete, non-empty ``\boxed{...}`` answer, else 0.0."""
+    return [1.0 if extract_boxed_answer(_completion_text(c)) else 0.0 for c in completions]
