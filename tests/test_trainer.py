@@ -276,6 +276,17 @@ def test_all_none_rewards_skip_the_update(tiny_model_dir, tmp_path):
         grads, _ = trainer_grads(trainer, inputs)
         assert all(g is None or (torch.isfinite(g).all() and g.abs().max() == 0) for g in grads)
 
+    # In training the optimizer step is skipped: weight decay would otherwise move every weight.
+    trainer = make_trainer(
+        PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, reward=no_reward, max_steps=2, weight_decay=0.5
+    )
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+    assert all(h["loss"] == 0.0 for h in trainer.state.log_history if "loss" in h)
+
 
 @pytest.mark.parametrize("use_peft", [False, True])
 def test_reference_model_is_scored_in_pretrain_space(tiny_model_dir, tmp_path, use_peft):

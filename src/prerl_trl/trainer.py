@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.data_utils import is_conversational
 from trl.models.utils import disable_gradient_checkpointing
@@ -63,6 +64,16 @@ def _override_attrs(obj: Any, **values: Any) -> Iterator[None]:
     finally:
         for name, value in saved.items():
             setattr(obj, name, value)
+
+
+class _SkipUpdateWithoutReward(TrainerCallback):
+    """Calls `PreRLTrainer._skip_update_without_reward` right before each optimizer step."""
+
+    def __init__(self, trainer: PreRLTrainer) -> None:
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer._skip_update_without_reward()
 
 
 class PreRLTrainer(GRPOTrainer):
@@ -104,6 +115,8 @@ class PreRLTrainer(GRPOTrainer):
         self._last_marginal_logps: torch.Tensor | None = None
         self._last_rewards_per_func: torch.Tensor | None = None
         self._last_completions: list | None = None
+        self._window_without_reward = True
+        self.add_callback(_SkipUpdateWithoutReward(self))
         self._check_reward_funcs()
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -212,16 +225,18 @@ class PreRLTrainer(GRPOTrainer):
         batch = completion_ids.size(0)
         device = completion_ids.device
         loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
-        output["prerl_active"] = torch.full((batch,), float(pretrain), device=device)
         rows = slice(self.accelerator.process_index * batch, (self.accelerator.process_index + 1) * batch)
         rewards_per_func = self._last_rewards_per_func
         no_reward = bool(torch.isnan(rewards_per_func).all())
         if no_reward:
             warnings.warn(
                 f"Every reward in this batch is None (step {self.state.global_step}): the batch is skipped, it "
-                "contributes no gradient. Check that the reward functions can parse the dataset's answers.",
+                "contributes no gradient, and when every batch of an optimizer step is like it, the optimizer step is "
+                "skipped. Check that the reward functions can parse the dataset's answers.",
                 stacklevel=2,
             )
+        output["prerl_active"] = torch.full((batch,), float(pretrain), device=device)
+        output["prerl_no_reward"] = torch.full((batch,), float(no_reward), device=device)
         self._log_behaviors(mode)
 
         if pretrain:
@@ -319,7 +334,18 @@ class PreRLTrainer(GRPOTrainer):
             if self.args.rl_loss_coef > 0:
                 loss = loss + self.args.rl_loss_coef * super()._compute_loss(model, inputs)
         self._metrics[mode]["prerl/active"].append(float(pretrain))
+        if mode == "train" and "prerl_no_reward" in inputs:
+            self._window_without_reward &= bool(inputs["prerl_no_reward"][0].item())
         return loss
+
+    def _skip_update_without_reward(self) -> None:
+        """Before the optimizer step: when no batch of this step had a reward, drop the gradients so that AdamW skips
+        every parameter (no momentum step, no weight decay). DeepSpeed owns its gradients: there the step runs with a
+        zero gradient."""
+        if self._window_without_reward and not self.is_deepspeed_enabled:
+            for param in self.model.parameters():
+                param.grad = None
+        self._window_without_reward = True
 
     def _log_marginal_logp(self, mode: str, inputs: dict[str, Any]) -> None:
         logps = self._last_marginal_logps
