@@ -7,7 +7,6 @@ with a plain forward pass, and use rewards recomputed from the decoded text. Wit
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import pytest
@@ -102,6 +101,21 @@ def reinforce_loss(model, inputs, advantages, keep, space, context_id=None):
     return total / max(tokens, 1)
 
 
+def mean_entropy(model, inputs, keep, space, context_id=None):
+    """Mean per-token entropy of the next-token distribution over the kept rollouts' completion tokens."""
+    total, tokens = torch.zeros(()), 0
+    for i in range(len(keep)):
+        if not keep[i]:
+            continue
+        prompt, completion = rollout_tokens(inputs, i)
+        context = [context_id] if space == "marginal" else prompt
+        logits = model(input_ids=torch.tensor([context + completion])).logits[0, len(context) - 1 : -1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        total = total - (logp.exp() * logp).sum()
+        tokens += len(completion)
+    return total / max(tokens, 1)
+
+
 def group_mean_advantages(rewards, scale=False):
     grouped = rewards.view(-1, NUM_GENERATIONS)
     adv = grouped - grouped.mean(dim=1, keepdim=True)
@@ -127,7 +141,8 @@ def im_start_id(model_dir):
 @pytest.mark.parametrize("sample_filter", ["negative", "positive", "all"])
 def test_gradient_matches_hand_written_prerl_loss(tiny_model_dir, tmp_path, sample_filter):
     trainer = make_trainer(
-        PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, prerl_sample_filter=sample_filter, prerl_loss_coef=0.5
+        PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, prerl_sample_filter=sample_filter, prerl_loss_coef=0.5,
+        entropy_coef=0.05,
     )
     rows = generation_rows(trainer)
     inputs = generate_batch(trainer, rows)
@@ -141,12 +156,13 @@ def test_gradient_matches_hand_written_prerl_loss(tiny_model_dir, tmp_path, samp
 
     got, params = trainer_grads(trainer, inputs)
     expected_loss = 0.5 * reinforce_loss(trainer.model, inputs, advantages, keep, "marginal", context_id)
+    expected_loss = expected_loss - 0.05 * mean_entropy(trainer.model, inputs, keep, "marginal", context_id)
     assert_grads_close(got, params, expected_loss)
 
 
 def test_joint_mode_gradient(tiny_model_dir, tmp_path):
     trainer = make_trainer(
-        PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, prerl_loss_coef=0.3, rl_loss_coef=2.0
+        PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, prerl_loss_coef=0.3, rl_loss_coef=2.0, entropy_coef=0.05
     )
     rows = generation_rows(trainer)
     inputs = generate_batch(trainer, rows)
@@ -156,15 +172,24 @@ def test_joint_mode_gradient(tiny_model_dir, tmp_path):
     rl_adv = group_mean_advantages(rewards, scale=True)
     all_rows = torch.ones_like(rewards).bool()
 
-    texts = [tokenizer.decode(rollout_tokens(inputs, i)[1], skip_special_tokens=True) for i in range(len(rows))]
-    reflections = sum(len(re.findall(r"\\bwait\\b|\\blet me check\\b", t, flags=re.I)) for t in texts)
-    assert trainer._metrics["train"]["behaviors/reflection"][-1] >= reflections / len(texts)
-    assert "behaviors/transition" in trainer._metrics["train"]
-
     got, params = trainer_grads(trainer, inputs)
     expected = 0.3 * reinforce_loss(trainer.model, inputs, pre_adv, pre_adv < 0, "marginal", context_id)
     expected = expected + 2.0 * reinforce_loss(trainer.model, inputs, rl_adv, all_rows, "conditional")
+    expected = expected - 0.05 * mean_entropy(trainer.model, inputs, all_rows, "conditional")  # once, unscaled
     assert_grads_close(got, params, expected)
+
+
+def test_behaviour_metrics_are_logged_from_completions(tiny_model_dir, tmp_path):
+    trainer = make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path)
+    trainer._last_completions = [
+        "Wait, let me check that again.",
+        [{"role": "assistant", "content": "However, we could instead use algebra."}],
+        "Nothing here: awaiting results.",
+    ]
+    trainer._log_behaviors("train")
+    metrics = trainer._metrics["train"]
+    assert metrics["behaviors/reflection"][-1] == pytest.approx(2 / 3)  # "wait", "let me check"
+    assert metrics["behaviors/transition"][-1] == pytest.approx(2 / 3)  # "however", "instead"
 
 
 def test_prompt_invariance_before_switch_and_not_after(tiny_model_dir, tmp_path):
@@ -212,14 +237,26 @@ def test_dsrl_switch_trace_and_resume(tiny_model_dir, tmp_path):
     assert resumed_trace == expected
 
 
-def test_reset_optimizer_at_switch(tiny_model_dir, tmp_path):
-    trainer = make_trainer(
-        DSRLTrainer, DSRLConfig, tiny_model_dir, tmp_path, max_steps=4, dsrl_switch_step=2,
-        dsrl_reset_optimizer=True, prerl_sample_filter="all",
+def test_reset_optimizer_at_switch_also_when_resumed_at_the_switch(tiny_model_dir, tmp_path):
+    overrides = dict(
+        max_steps=4, dsrl_switch_step=2, dsrl_reset_optimizer=True, prerl_sample_filter="all",
+        save_strategy="steps", save_steps=2,
     )
+    trainer = make_trainer(DSRLTrainer, DSRLConfig, tiny_model_dir, tmp_path, **overrides)
     trainer.train()
     steps = {int(state["step"]) for state in trainer.optimizer.state_dict()["state"].values()}
     assert steps == {2}, "AdamW's step counter restarts at the switch (steps 2 and 3 only)"
+
+    # checkpoint-2 was saved before the switch's first batch: resuming from it must still switch (and reset).
+    resumed = make_trainer(DSRLTrainer, DSRLConfig, tiny_model_dir, tmp_path, **overrides)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    steps = {int(state["step"]) for state in resumed.optimizer.state_dict()["state"].values()}
+    assert steps == {2}
+    # checkpoint-4 is after the switch: resuming from it must not reset again.
+    again = make_trainer(DSRLTrainer, DSRLConfig, tiny_model_dir, tmp_path, **{**overrides, "max_steps": 5})
+    again.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    steps = {int(state["step"]) for state in again.optimizer.state_dict()["state"].values()}
+    assert steps == {3}
 
 
 def test_model_card_and_tags(tiny_model_dir, tmp_path):
@@ -235,7 +272,7 @@ def test_model_card_and_tags(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize(
     ("field", "value"),
     [("prerl_sample_filter", "negatives"), ("rl_sample_filter", "wrong"), ("prerl_scale_rewards", "std"),
-     ("dsrl_switch_step", -1), ("loss_type", "grpo")],
+     ("dsrl_switch_step", -1), ("loss_type", "grpo"), ("loss_type", "bnpo"), ("use_adaptive_entropy", True)],
 )
 def test_bad_config_values(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
@@ -267,7 +304,7 @@ def test_all_none_rewards_skip_the_update(tiny_model_dir, tmp_path):
     for filter_name in ("negative", "all"):
         trainer = make_trainer(
             PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, reward=no_reward, prerl_sample_filter=filter_name,
-            rl_loss_coef=1.0,
+            rl_loss_coef=1.0, entropy_coef=0.1,  # the entropy bonus would give a gradient if a row stayed in
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -13,9 +13,10 @@ from trl import GRPOConfig
 SAMPLE_FILTERS = ("negative", "positive", "all")
 PRERL_SCALE_REWARDS = ("none", "group", "batch")
 # Loss aggregations where a rollout excluded by a sample filter leaves both the loss numerator and its token
-# denominator. "grpo" averages per sequence and then over *all* rows, and "dr_grpo" divides by a constant, so an
-# excluded rollout would still count in their denominators.
-SUPPORTED_LOSS_TYPES = ("dapo", "bnpo")
+# denominator: "dapo" divides by the kept tokens of the whole (accumulated, all-rank) batch. "grpo" averages per
+# sequence and then over *all* rows, "dr_grpo" divides by a constant, and "bnpo" averages per micro-batch and rank (a
+# micro-batch without kept rollouts still counts as a 0 in the average), so they are refused.
+SUPPORTED_LOSS_TYPES = ("dapo",)
 
 
 def _check_choice(field_name: str, value: object, choices: tuple[str, ...], fix: str = "") -> None:
@@ -110,6 +111,11 @@ class PreRLConfig(GRPOConfig):
                 f"multi_objective_aggregation={self.multi_objective_aggregation!r} is not supported by PreRL: "
                 "pre-train-space advantages are r - group mean of the weighted reward sum. "
                 "Use 'sum_then_normalize'."
+            )
+        if self.use_adaptive_entropy:
+            raise ValueError(
+                "use_adaptive_entropy=True is not supported by PreRL: its controller would step once per loss pass. "
+                "Use a fixed entropy_coef (or 0, as the paper)."
             )
         if self.off_policy_mask_threshold is not None:
             raise ValueError(

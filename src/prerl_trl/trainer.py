@@ -20,6 +20,7 @@ a correction of the sampling distribution y ~ P(.|x) in both phases.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import shutil
@@ -43,6 +44,7 @@ from .config import DSRLConfig, PreRLConfig
 from .pretrain_space import build_marginal_inputs, resolve_context_token_id
 
 logger = logging.getLogger(__name__)
+DSRL_STATE_FILE = "dsrl_state.json"
 
 PRERL_CITATION = textwrap.dedent("""\
     @article{tan2026prerl,
@@ -321,18 +323,32 @@ class PreRLTrainer(GRPOTrainer):
                 view[key] = inputs[f"prerl_{key}"]
         return view
 
+    def _weighted_loss(self, model, inputs: dict[str, Any], coef: float, with_extras: bool) -> torch.Tensor:
+        """`coef` x TRL's policy loss, with TRL's entropy bonus and MoE router loss added once and unscaled when
+        `with_extras` (and left out otherwise), so that joint mode does not count them twice."""
+        if not with_extras:
+            overrides = {"_entropy_bonus_enabled": False, "aux_loss_enabled": False}
+        elif coef not in (0.0, 1.0):
+            overrides = {"entropy_coef": self.entropy_coef / coef, "router_aux_loss_coef": self.router_aux_loss_coef / coef}
+        else:
+            overrides = {}
+        with _override_attrs(self, **overrides):
+            loss = super()._compute_loss(model, inputs)
+        return loss if coef == 1.0 else coef * loss
+
     def _compute_loss(self, model, inputs):
         mode = "train" if self.model.training else "eval"
         pretrain = bool(inputs["prerl_active"][0].item()) if "prerl_active" in inputs else False
+        joint = self.args.rl_loss_coef > 0
         if not pretrain:
             loss = super()._compute_loss(model, inputs)
         else:
             view = self._pretrain_view(inputs)
             with self._marginal_scoring(), self._metrics_namespace(mode, "prerl/"):
-                loss = self.args.prerl_loss_coef * super()._compute_loss(model, view)
+                loss = self._weighted_loss(model, view, self.args.prerl_loss_coef, with_extras=not joint)
             self._log_marginal_logp(mode, inputs)
-            if self.args.rl_loss_coef > 0:
-                loss = loss + self.args.rl_loss_coef * super()._compute_loss(model, inputs)
+            if joint:
+                loss = loss + self._weighted_loss(model, inputs, self.args.rl_loss_coef, with_extras=True)
         self._metrics[mode]["prerl/active"].append(float(pretrain))
         if mode == "train" and "prerl_no_reward" in inputs:
             self._window_without_reward &= bool(inputs["prerl_no_reward"][0].item())
@@ -340,16 +356,16 @@ class PreRLTrainer(GRPOTrainer):
 
     def _skip_update_without_reward(self) -> None:
         """Before the optimizer step: when no batch of this step had a reward, drop the gradients so that AdamW skips
-        every parameter (no momentum step, no weight decay). DeepSpeed owns its gradients: there the step runs with a
-        zero gradient."""
-        if self._window_without_reward and not self.is_deepspeed_enabled:
+        every parameter (no momentum step, no weight decay)."""
+        # DeepSpeed owns its gradients, and fp16's GradScaler needs every gradient: there the step runs with zeros.
+        if self._window_without_reward and not (self.is_deepspeed_enabled or self.args.fp16):
             for param in self.model.parameters():
                 param.grad = None
         self._window_without_reward = True
 
     def _log_marginal_logp(self, mode: str, inputs: dict[str, Any]) -> None:
-        logps = self._last_marginal_logps
-        mask = inputs["completion_mask"].to(logps.dtype)
+        logps = self._last_marginal_logps.float()
+        mask = inputs["completion_mask"].float()
         totals = self.accelerator.reduce(torch.stack([(logps * mask).sum(), mask.sum()]), reduction="sum")
         self._metrics[mode]["prerl/marginal_logp"].append((totals[0] / totals[1].clamp(min=1.0)).item())
 
@@ -383,7 +399,7 @@ class DSRLTrainer(PreRLTrainer):
     def __init__(self, model, reward_funcs, args: DSRLConfig | None = None, **kwargs: Any) -> None:
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._dsrl_switched = False
-        self._dsrl_seen_pretrain = False
+        self._dsrl_switched_before_resume = False
 
     def _pretrain_phase(self) -> bool:
         return self.state.global_step < self.args.dsrl_switch_step
@@ -391,18 +407,20 @@ class DSRLTrainer(PreRLTrainer):
     def _on_generation_batch(self, pretrain: bool, mode: str) -> None:
         if mode != "train":
             return
-        if pretrain:
-            self._dsrl_seen_pretrain = True
-            return
-        if self._dsrl_switched:
+        if pretrain or self._dsrl_switched:
             return
         self._dsrl_switched = True
         step = self.state.global_step
-        fresh_switch = self._dsrl_seen_pretrain or step == 0
+        fresh_switch = not self._dsrl_switched_before_resume
         self._announce(
             f"DSRL: switching from NSR-PreRL (log P(y)) to GRPO (log P(y|x)) at optimizer step {step}"
             + ("" if fresh_switch else " (resumed after the switch)")
         )
+        if self.args.dsrl_sync_ref_at_switch and self.ref_model is None and self.beta != 0.0:
+            logger.warning(
+                "dsrl_sync_ref_at_switch: with PEFT the reference is the adapter-disabled base model, which cannot be "
+                "re-synced to the policy; the KL term stays against the base model."
+            )
         if self.args.dsrl_sync_ref_at_switch and self.ref_model is not None:
             if not fresh_switch and self.beta != 0.0:
                 logger.warning(
@@ -412,6 +430,20 @@ class DSRLTrainer(PreRLTrainer):
             SyncRefModelCallback.sync_target_model(self.accelerator.unwrap_model(self.model), self.ref_model, 1.0)
         if self.args.dsrl_reset_optimizer and fresh_switch:
             self._reset_optimizer_state()
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            with open(os.path.join(folder, DSRL_STATE_FILE), "w") as f:
+                json.dump({"switched": self._dsrl_switched, "dsrl_switch_step": self.args.dsrl_switch_step}, f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, DSRL_STATE_FILE) if checkpoint is not None else None
+        if path is not None and os.path.exists(path):
+            with open(path) as f:
+                self._dsrl_switched_before_resume = bool(json.load(f)["switched"])
 
     def _announce(self, message: str) -> None:
         """Print on the main process (visible under a progress bar and in notebooks) and log it."""
