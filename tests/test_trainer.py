@@ -154,6 +154,8 @@ def test_gradient_matches_hand_written_prerl_loss(tiny_model_dir, tmp_path, samp
     assert 0 < int(keep.sum()) or sample_filter != "all"
     assert (advantages != 0).any(), "the fixture batch should mix right and wrong answers"
 
+    torch.testing.assert_close(torch.tensor(list(trainer._logs["advantages"])[-len(rows):]), advantages)
+
     got, params = trainer_grads(trainer, inputs)
     expected_loss = 0.5 * reinforce_loss(trainer.model, inputs, advantages, keep, "marginal", context_id)
     expected_loss = expected_loss - 0.05 * mean_entropy(trainer.model, inputs, keep, "marginal", context_id)

@@ -249,6 +249,7 @@ class PreRLTrainer(GRPOTrainer):
             keep = keep & ~torch.tensor(no_reward, device=keep.device)
             prerl_mask = loss_mask * keep[rows].unsqueeze(1).to(loss_mask.dtype)
             output["prerl_advantages"] = advantages[rows]
+            self._replace_logged_advantages(advantages)
             output["prerl_loss_mask"] = prerl_mask
             output["prerl_num_items"] = self.accelerator.gather(prerl_mask.sum()).sum()
             self._metrics[mode]["prerl/kept_frac"].append(keep.float().mean().item())
@@ -277,6 +278,13 @@ class PreRLTrainer(GRPOTrainer):
                 kept = self.accelerator.gather(keep.float())
                 self._metrics[mode]["prerl/kept_frac"].append(kept.mean().item())
         return output
+
+    def _replace_logged_advantages(self, advantages: torch.Tensor) -> None:
+        """The completions table shows the advantages the loss used: swap TRL's conditional ones for ours."""
+        logged = self._logs["advantages"]
+        for _ in range(min(len(advantages), len(logged))):
+            logged.pop()
+        logged.extend(advantages.tolist())
 
     def _log_behaviors(self, mode: str) -> None:
         """Log `behaviors/transition` and `behaviors/reflection` (mean per completion) when behaviors.py has them."""
