@@ -78,6 +78,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         raise ValueError(f"pass@k needs k <= n, got k={k} > n={n}: generate at least k samples per problem")
     if n - c < k:
         return 1.0
+    if k == 1:  # exactly c / n, so pass@1 and avg@n agree to the last digit
+        return c / n
     prod = 1.0
     for i in range(n - c + 1, n + 1):
         prod *= 1.0 - k / i
