@@ -172,6 +172,8 @@ def demo(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=40, help="Optimizer steps (default 40).")
     parser.add_argument("--switch-step", type=int, default=20, help="DSRL switch step (default 20, as the paper).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup-steps", type=int, default=230, help="Supervised warm-up steps of the tiny model.")
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     cli = parser.parse_args(argv)
     if cli.steps < 1 or not 0 <= cli.switch_step:
         parser.error(f"--steps must be >= 1 and --switch-step >= 0 (got {cli.steps}, {cli.switch_step})")
@@ -195,7 +197,7 @@ def demo(argv: list[str]) -> int:
     torch.manual_seed(cli.seed)
     output_dir = Path(cli.output_dir)
     print(f"Building a tiny Qwen2 model and tokenizer offline in {output_dir / 'base'} ...")
-    base = build_tiny_model(output_dir / "base", warmup_steps=150, seed=cli.seed)
+    base = build_tiny_model(output_dir / "base", warmup_steps=cli.warmup_steps, seed=cli.seed, warmup_noise=0.0)
     args = DSRLConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=64,
@@ -203,7 +205,7 @@ def demo(argv: list[str]) -> int:
         max_completion_length=8,
         max_steps=cli.steps,
         dsrl_switch_step=cli.switch_step,
-        learning_rate=1e-4,
+        learning_rate=cli.learning_rate,
         lr_scheduler_type="constant",
         logging_steps=1,
         save_strategy="no",
