@@ -87,16 +87,19 @@ def reference_rewards(tokenizer, inputs, rows) -> torch.Tensor:
     return torch.tensor(boxed_reward(texts, [row["answer"] for row in rows]))
 
 
+def kept_rollouts(inputs, keep, space, context_id=None):
+    """(row, context, completion) of the kept rollouts; the context is the prompt, or the context token alone."""
+    for i in range(len(keep)):
+        if keep[i]:
+            prompt, completion = rollout_tokens(inputs, i)
+            yield i, ([context_id] if space == "marginal" else prompt), completion
+
+
 def reinforce_loss(model, inputs, advantages, keep, space, context_id=None):
     """Token-mean REINFORCE: -sum_{kept i, t} A_i log p(y_it) / (number of kept tokens)."""
     total, tokens = torch.zeros(()), 0
-    for i in range(len(advantages)):
-        if not keep[i]:
-            continue
-        prompt, completion = rollout_tokens(inputs, i)
-        context = [context_id] if space == "marginal" else prompt
-        logps = sequence_token_logps(model, context, completion)
-        total = total - advantages[i] * logps.sum()
+    for i, context, completion in kept_rollouts(inputs, keep, space, context_id):
+        total = total - advantages[i] * sequence_token_logps(model, context, completion).sum()
         tokens += len(completion)
     return total / max(tokens, 1)
 
@@ -104,11 +107,7 @@ def reinforce_loss(model, inputs, advantages, keep, space, context_id=None):
 def mean_entropy(model, inputs, keep, space, context_id=None):
     """Mean per-token entropy of the next-token distribution over the kept rollouts' completion tokens."""
     total, tokens = torch.zeros(()), 0
-    for i in range(len(keep)):
-        if not keep[i]:
-            continue
-        prompt, completion = rollout_tokens(inputs, i)
-        context = [context_id] if space == "marginal" else prompt
+    for _, context, completion in kept_rollouts(inputs, keep, space, context_id):
         logits = model(input_ids=torch.tensor([context + completion])).logits[0, len(context) - 1 : -1].float()
         logp = torch.log_softmax(logits, dim=-1)
         total = total - (logp.exp() * logp).sum()

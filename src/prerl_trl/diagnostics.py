@@ -23,37 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-try:
-    from .pretrain_space import resolve_context_token_id
-except ImportError:  # pragma: no cover - the shared helper is the source of truth when it exists
-    resolve_context_token_id = None
+from .pretrain_space import resolve_context_token_id
 
-IM_START = "<|im_start|>"
 PAIRS_FILE = "alignment.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
-def _token_id(tokenizer: Any, token: str) -> int | None:
-    token_id = tokenizer.convert_tokens_to_ids(token)
-    if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
-        return None
-    return int(token_id)
-
-
 def context_token_id(tokenizer: Any, token: str | None = None) -> int:
-    """The pre-train-space context token id: `token` if given (a ValueError if it is not in the vocabulary), else the
-    BOS token, else `<|im_start|>` when the vocabulary has it, else EOS (as in training)."""
-    if resolve_context_token_id is not None:
-        return resolve_context_token_id(tokenizer, token)
-    if token is not None:  # pragma: no cover - fallback copy of pretrain_space.resolve_context_token_id
-        token_id = _token_id(tokenizer, token)
-        if token_id is None:
-            raise ValueError(f"context token {token!r} is not a token of this tokenizer's vocabulary")
-        return token_id
-    for candidate in (tokenizer.bos_token, IM_START, tokenizer.eos_token):  # pragma: no cover
-        if candidate is not None and (token_id := _token_id(tokenizer, candidate)) is not None:
-            return token_id
-    raise ValueError("no context token: the tokenizer has no BOS, <|im_start|> or EOS token")  # pragma: no cover
+    """The pre-train-space context token id, resolved exactly as in training
+    (`prerl_trl.pretrain_space.resolve_context_token_id`)."""
+    return resolve_context_token_id(tokenizer, token)
 
 
 def _accepts_logits_to_keep(model: Any) -> bool:

@@ -220,7 +220,7 @@ class PreRLTrainer(GRPOTrainer):
         self._on_generation_batch(pretrain, mode)
         # Pre-train space only: the conditional reference log-probs would be thrown away, so TRL skips them.
         skip_conditional_ref = pretrain and self.args.rl_loss_coef == 0
-        with _override_attrs(self, beta=0.0) if skip_conditional_ref else _override_attrs(self):
+        with _override_attrs(self, **({"beta": 0.0} if skip_conditional_ref else {})):
             output = super()._generate_and_score_completions(inputs)
 
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
