@@ -60,10 +60,17 @@ def generate_batch(trainer, rows):
 
 
 def trainer_grads(trainer, inputs):
+    """The gradients of one loss + backward, as a training step takes them (joint mode backpropagates its pre-train-space
+    loss inside `compute_loss`, so gradients are read from `.grad` after the backward of the returned loss)."""
     params = [p for p in trainer.model.parameters() if p.requires_grad]
+    trainer.model.zero_grad(set_to_none=True)
     loss = trainer.compute_loss(trainer.model, inputs)
     assert torch.isfinite(loss)
-    return torch.autograd.grad(loss, params, allow_unused=True), params
+    if loss.requires_grad:
+        loss.backward()
+    grads = [None if p.grad is None else p.grad.clone() for p in params]
+    trainer.model.zero_grad(set_to_none=True)
+    return grads, params
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -40,11 +40,15 @@ from trl.trainer.callbacks import SyncRefModelCallback
 from trl.trainer.utils import use_adapter
 
 from .advantages import combine_rewards, group_advantages, sample_filter_mask
+from .compaction import compact_batch, even_chunks, kept_rows, scatter_rows
 from .config import DSRLConfig, PreRLConfig
 from .pretrain_space import build_marginal_inputs, resolve_context_token_id
 
 logger = logging.getLogger(__name__)
 DSRL_STATE_FILE = "dsrl_state.json"
+# Loss aggregations for which dropping the rows whose loss mask is all zero changes neither loss nor gradients: their
+# denominators count kept tokens only (per micro-batch for bnpo, over the batch for dapo / cispo).
+ROW_EXACT_LOSS_TYPES = ("dapo", "bnpo", "cispo")
 
 PRERL_CITATION = textwrap.dedent("""\
     @article{tan2026prerl,
@@ -114,6 +118,7 @@ class PreRLTrainer(GRPOTrainer):
             )
         self._context_token_id = resolve_context_token_id(self._tokenizer, args.prerl_context_token)
         self._score_marginal = False
+        self._skip_conditional_pass = False
         self._last_marginal_logps: torch.Tensor | None = None
         self._last_rewards_per_func: torch.Tensor | None = None
         self._last_completions: list | None = None
@@ -173,6 +178,9 @@ class PreRLTrainer(GRPOTrainer):
             yield
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        if self._skip_conditional_pass:
+            # TRL's conditional old-policy pass, which nothing reads in this batch: skip the forward.
+            return input_ids.new_zeros((input_ids.size(0), logits_to_keep), dtype=torch.float32), None, None
         if not self._score_marginal:
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
@@ -191,20 +199,40 @@ class PreRLTrainer(GRPOTrainer):
         return logps, entropies, aux_loss
 
     @torch.no_grad()
-    def _marginal_logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size) -> torch.Tensor:
-        with self._marginal_scoring(), disable_gradient_checkpointing(model, self.args.gradient_checkpointing_kwargs):
-            logps, _, _ = self._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size
-            )
-        return logps
+    def _marginal_logps(self, model, completion_ids, completion_mask, loss_mask, chunk_size) -> torch.Tensor:
+        """Per-token log P(y) of the rows of `loss_mask` that enter the loss, zeros elsewhere (no gradient).
 
-    def _marginal_ref_logps(self, input_ids, attention_mask, logits_to_keep, batch_size) -> torch.Tensor:
+        Only the kept rows are forwarded, trimmed to their last loss token, in chunks of `chunk_size` rows. With several
+        processes every process runs the same number of forward passes (an idle one scores a 1-token dummy), so that
+        the parameter gathers of ZeRO-3 / FSDP line up.
+        """
+        rows, width, any_kept = kept_rows(loss_mask)
+        num_rows = rows.numel() if any_kept else 0
+        num_chunks = -(-num_rows // chunk_size)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.gather(torch.tensor([num_chunks], device=completion_ids.device))
+            num_chunks = int(counts.max().item())
+        full = torch.zeros(completion_ids.shape, dtype=torch.float32, device=completion_ids.device)
+        ids, mask = completion_ids[rows, :width], completion_mask[rows, :width]
+        pieces = []
+        with self._marginal_scoring(), disable_gradient_checkpointing(model, self.args.gradient_checkpointing_kwargs):
+            for start, end in even_chunks(num_rows, num_chunks) if num_chunks else []:
+                if start == end:  # nothing of ours left to score: a dummy pass keeps the collectives in step
+                    self._get_per_token_logps_and_entropies(model, ids[:1, :1], mask[:1, :1], 1)
+                    continue
+                logps, _, _ = self._get_per_token_logps_and_entropies(model, ids[start:end], mask[start:end], width)
+                pieces.append(logps.float())
+        if pieces:
+            full = scatter_rows(torch.cat(pieces), rows, tuple(completion_ids.shape))
+        return full
+
+    def _marginal_ref_logps(self, completion_ids, completion_mask, loss_mask, chunk_size) -> torch.Tensor:
         if self.ref_model is not None:
-            return self._marginal_logps(self.ref_model, input_ids, attention_mask, logits_to_keep, batch_size)
+            return self._marginal_logps(self.ref_model, completion_ids, completion_mask, loss_mask, chunk_size)
         # PEFT: the reference is the adapter-disabled model (or the "ref" adapter), as in GRPOTrainer.
         unwrapped = self.accelerator.unwrap_model(self.model)
         with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-            return self._marginal_logps(self.model, input_ids, attention_mask, logits_to_keep, batch_size)
+            return self._marginal_logps(self.model, completion_ids, completion_mask, loss_mask, chunk_size)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Generation batch
@@ -219,9 +247,16 @@ class PreRLTrainer(GRPOTrainer):
         pretrain = self._pretrain_phase()
         self._on_generation_batch(pretrain, mode)
         # Pre-train space only: the conditional reference log-probs would be thrown away, so TRL skips them.
-        skip_conditional_ref = pretrain and self.args.rl_loss_coef == 0
-        with _override_attrs(self, **({"beta": 0.0} if skip_conditional_ref else {})):
+        # Pre-train space only: the conditional reference log-probs would be thrown away, so TRL skips them, and the
+        # conditional old-policy pass is skipped too unless vLLM's importance-sampling correction reads it.
+        pretrain_only = pretrain and self.args.rl_loss_coef == 0
+        vllm_correction = self.use_vllm and self.vllm_importance_sampling_correction
+        skip_conditional_old = pretrain_only and not vllm_correction
+        overrides: dict[str, Any] = {"beta": 0.0} if pretrain_only else {}
+        with _override_attrs(self, _skip_conditional_pass=skip_conditional_old, **overrides):
             output = super()._generate_and_score_completions(inputs)
+        if skip_conditional_old:
+            output.pop("old_per_token_logps", None)
 
         completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
         batch = completion_ids.size(0)
@@ -254,17 +289,16 @@ class PreRLTrainer(GRPOTrainer):
             output["prerl_num_items"] = self.accelerator.gather(prerl_mask.sum()).sum()
             self._metrics[mode]["prerl/kept_frac"].append(keep.float().mean().item())
 
-            input_ids = torch.cat([output["prompt_ids"], completion_ids], dim=1)
-            attention_mask = torch.cat([output["prompt_mask"], completion_mask], dim=1)
             chunk = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
-            logits_to_keep = completion_ids.size(1)
-            if "old_per_token_logps" in output:
+            # The ratio needs old log-probs only when the policy moves between generation and loss (TRL's rule).
+            generate_every = self.args.steps_per_generation * self.num_iterations
+            if mode == "train" and self.args.gradient_accumulation_steps % generate_every != 0:
                 output["prerl_old_per_token_logps"] = self._marginal_logps(
-                    self.model, input_ids, attention_mask, logits_to_keep, chunk
+                    self.model, completion_ids, completion_mask, prerl_mask, chunk
                 )
             if self.beta != 0.0:
                 output["prerl_ref_per_token_logps"] = self._marginal_ref_logps(
-                    input_ids, attention_mask, logits_to_keep, chunk
+                    completion_ids, completion_mask, prerl_mask, chunk
                 )
 
         if not pretrain or self.args.rl_loss_coef > 0:
@@ -321,7 +355,9 @@ class PreRLTrainer(GRPOTrainer):
             metrics[prefix + key].extend(new)
 
     def _pretrain_view(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The batch as TRL's loss should see it in pre-train space."""
+        """The batch as TRL's loss should see it in pre-train space: pre-train-space advantages, old and reference
+        log-probs, the filtered loss mask (as TRL's `tool_mask`) and kept-token count; only the rows in the loss,
+        trimmed to their last kept token, and no prompt (the loss scores the completion after the context token)."""
         view = {k: v for k, v in inputs.items() if k not in ("old_per_token_logps", "ref_per_token_logps")}
         view["advantages"] = inputs["prerl_advantages"]
         view["tool_mask"] = inputs["prerl_loss_mask"]
@@ -329,7 +365,26 @@ class PreRLTrainer(GRPOTrainer):
         for key in ("old_per_token_logps", "ref_per_token_logps"):
             if f"prerl_{key}" in inputs:
                 view[key] = inputs[f"prerl_{key}"]
+        view = self._compact(view)
+        view["prompt_ids"] = view["prompt_ids"][:, :0]
+        view["prompt_mask"] = view["prompt_mask"][:, :0]
         return view
+
+    def _compact(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Only the rows with a loss token, trimmed after the last one. With a token-mean loss whose denominator was
+        counted on the whole batch ("dapo"), this gives the loss and gradients of the masked batch. A process whose
+        rows are all filtered out keeps one row with a zero mask, so that its forward and backward still run."""
+        rows, width, any_kept = kept_rows(batch["completion_mask"] * batch["tool_mask"])
+        batch = compact_batch(batch, rows, width)
+        if not any_kept:
+            batch["tool_mask"] = torch.zeros_like(batch["tool_mask"])
+        return batch
+
+    def _conditional_loss(self, model, inputs: dict[str, Any], coef: float, with_extras: bool) -> torch.Tensor:
+        """TRL's conditional loss. With a sample filter (NSR-RL / PSR-RL) the filtered-out rows are not forwarded."""
+        if self.args.rl_sample_filter != "all" and self.loss_type in ROW_EXACT_LOSS_TYPES:
+            inputs = self._compact(inputs)
+        return self._weighted_loss(model, inputs, coef, with_extras)
 
     def _weighted_loss(self, model, inputs: dict[str, Any], coef: float, with_extras: bool) -> torch.Tensor:
         """`coef` x TRL's policy loss, with TRL's entropy bonus and MoE router loss added once and unscaled when
@@ -349,18 +404,31 @@ class PreRLTrainer(GRPOTrainer):
         pretrain = bool(inputs["prerl_active"][0].item()) if "prerl_active" in inputs else False
         joint = self.args.rl_loss_coef > 0
         if not pretrain:
-            loss = super()._compute_loss(model, inputs)
+            loss = self._conditional_loss(model, inputs, 1.0, with_extras=True)
         else:
             view = self._pretrain_view(inputs)
             with self._marginal_scoring(), self._metrics_namespace(mode, "prerl/"):
                 loss = self._weighted_loss(model, view, self.args.prerl_loss_coef, with_extras=not joint)
-            self._log_marginal_logp(mode, inputs)
+            self._log_marginal_logp(mode, view)
             if joint:
-                loss = loss + self._weighted_loss(model, inputs, self.args.rl_loss_coef, with_extras=True)
+                loss = self._backward_early(loss)
+                loss = loss + self._conditional_loss(model, inputs, self.args.rl_loss_coef, with_extras=True)
         self._metrics[mode]["prerl/active"].append(float(pretrain))
         if mode == "train" and "prerl_no_reward" in inputs:
             self._window_without_reward &= bool(inputs["prerl_no_reward"][0].item())
         return loss
+
+    def _backward_early(self, loss: torch.Tensor) -> torch.Tensor:
+        """Joint mode: backpropagate the pre-train-space loss now, before the conditional forward, so that the two
+        autograd graphs are never alive at once; return it detached (it still counts in the logged loss).
+
+        This reproduces what `Trainer.training_step` does with the returned loss (TRL's loss is already scaled for
+        gradient accumulation). Under DeepSpeed the engine's backward also advances its accumulation state, so there
+        both graphs are kept and backpropagated together, as without this hook."""
+        if not (self.model.training and torch.is_grad_enabled() and loss.requires_grad) or self.is_deepspeed_enabled:
+            return loss
+        self.accelerator.backward(loss)
+        return loss.detach()
 
     def _skip_update_without_reward(self) -> None:
         """Before the optimizer step: when no batch of this step had a reward, drop the gradients so that AdamW skips
@@ -371,9 +439,10 @@ class PreRLTrainer(GRPOTrainer):
                 param.grad = None
         self._window_without_reward = True
 
-    def _log_marginal_logp(self, mode: str, inputs: dict[str, Any]) -> None:
+    def _log_marginal_logp(self, mode: str, view: dict[str, Any]) -> None:
+        """`prerl/marginal_logp`: mean per-token log P(y) over the tokens in the pre-train-space loss."""
         logps = self._last_marginal_logps.float()
-        mask = inputs["completion_mask"].float()
+        mask = (view["completion_mask"] * view["tool_mask"]).float()
         totals = self.accelerator.reduce(torch.stack([(logps * mask).sum(), mask.sum()]), reduction="sum")
         self._metrics[mode]["prerl/marginal_logp"].append((totals[0] / totals[1].clamp(min=1.0)).item())
 

@@ -1,0 +1,75 @@
+"""Pure functions that shrink a batch to the rows and columns a loss uses.
+
+In NSR-PreRL most rollouts of a batch are filtered out of the loss: their loss mask is all zero. With a token-mean loss
+over the kept tokens (TRL's "dapo" normalisation, whose denominator is counted on the whole batch beforehand) such a
+row adds exactly nothing, so it need not be forwarded at all. Likewise the padding columns after the last kept token
+change nothing for a causal model. These helpers pick the rows and the width, and slice every per-row tensor of a
+batch dict accordingly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# Keys of a batch whose columns are *not* aligned with the completion (left-padded prompt tensors).
+_PROMPT_PREFIX = "prompt"
+
+
+def kept_rows(loss_mask: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
+    """The rows of `loss_mask` with at least one loss token, and the width up to their last loss token.
+
+    Args:
+        loss_mask: `(B, T)` 1 on the tokens that enter the loss, 0 elsewhere (padding, filtered-out rollouts).
+
+    Returns:
+        `(rows, width, any_kept)`. `rows` is a 1-D index tensor (ascending), `width` the number of leading columns
+        that hold every kept token. When no row has a loss token, `rows` is `[0]`, `width` is 1 and `any_kept` is
+        False: the caller keeps one zero-weight row so that every process still runs its forward and backward (the
+        collectives of DDP, ZeRO-3 and FSDP must line up across processes).
+    """
+    has_tokens = loss_mask.sum(dim=1) > 0
+    rows = torch.nonzero(has_tokens, as_tuple=False).flatten()
+    if rows.numel() == 0:
+        return torch.zeros(1, dtype=torch.long, device=loss_mask.device), 1, False
+    columns = torch.nonzero(loss_mask[rows].sum(dim=0) > 0, as_tuple=False).flatten()
+    return rows, int(columns[-1].item()) + 1, True
+
+
+def compact_batch(batch: dict[str, Any], rows: torch.Tensor, width: int) -> dict[str, Any]:
+    """Keep `rows` of every per-row tensor of `batch`, and the first `width` columns of the completion-aligned ones.
+
+    A tensor is per-row when its first dimension is the batch size (that of `batch["completion_ids"]`), and
+    completion-aligned when it is at least 2-D with `T` columns (the completion length) and its key does not start
+    with "prompt" (prompt tensors are left-padded and keep all their columns). 0-dim tensors and other values are
+    passed through unchanged.
+    """
+    num_rows, length = batch["completion_ids"].shape
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.size(0) == num_rows:
+            value = value.index_select(0, rows.to(value.device))
+            if value.dim() >= 2 and value.size(1) == length and not key.startswith(_PROMPT_PREFIX):
+                value = value[:, :width]
+        out[key] = value
+    return out
+
+
+def scatter_rows(values: torch.Tensor, rows: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Put `(len(rows), w)` values back at `rows` of a zero `(B, T)` tensor (the inverse of compaction, w <= T)."""
+    full = values.new_zeros(shape)
+    full[rows.to(values.device), : values.size(1)] = values
+    return full
+
+
+def even_chunks(num_rows: int, num_chunks: int) -> list[tuple[int, int]]:
+    """Split `range(num_rows)` into exactly `num_chunks` contiguous `(start, end)` chunks, sizes differing by at most
+    one; chunks beyond `num_rows` are empty `(n, n)`."""
+    base, extra = divmod(num_rows, num_chunks)
+    bounds, start = [], 0
+    for i in range(num_chunks):
+        end = start + base + (1 if i < extra else 0)
+        bounds.append((start, end))
+        start = end
+    return bounds
