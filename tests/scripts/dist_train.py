@@ -35,14 +35,15 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--zero3", action="store_true")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--backend", default="gloo", help="gloo (CPU) or nccl (GPU).")
     cli = parser.parse_args()
 
     if cli.zero3:
         import deepspeed
 
-        deepspeed.init_distributed(dist_backend="gloo")
+        deepspeed.init_distributed(dist_backend=cli.backend)
     else:
-        dist.init_process_group(backend="gloo")
+        dist.init_process_group(backend=cli.backend)
     rank = dist.get_rank()
 
     from prerl_trl import DSRLConfig, DSRLTrainer
