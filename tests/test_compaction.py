@@ -20,7 +20,7 @@ from test_trainer import (
 
 import prerl_trl.trainer as trainer_module
 from prerl_trl import PreRLConfig, PreRLTrainer
-from prerl_trl.compaction import compact_batch, even_chunks, kept_rows, scatter_rows
+from prerl_trl.compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -30,13 +30,16 @@ def test_kept_rows_and_width_by_brute_force():
     for _ in range(50):
         mask = (torch.rand(6, 9, generator=generator) < 0.3).long()
         mask[torch.rand(6, generator=generator) < 0.4] = 0
-        rows, width, any_kept = kept_rows(mask)
+        rows, width = kept_rows(mask)
         expected_rows = [i for i in range(6) if any(mask[i].tolist())]
-        expected_width = max((j + 1 for i in expected_rows for j in range(9) if mask[i, j]), default=None)
-        if expected_rows:
-            assert any_kept and rows.tolist() == expected_rows and width == expected_width
-        else:
-            assert not any_kept and rows.tolist() == [0] and width == 1
+        expected_width = max((j + 1 for i in expected_rows for j in range(9) if mask[i, j]), default=1)
+        assert rows.tolist() == expected_rows and width == expected_width
+
+
+def test_pad_rows_repeats_the_first_row_or_row_zero():
+    assert pad_rows(torch.tensor([2, 5]), 4).tolist() == [2, 5, 2, 2]
+    assert pad_rows(torch.tensor([2, 5]), 2).tolist() == [2, 5]
+    assert pad_rows(torch.tensor([], dtype=torch.long), 1).tolist() == [0]
 
 
 def test_compact_batch_slices_per_row_and_completion_columns_only():
@@ -74,7 +77,7 @@ def test_scatter_rows_inverts_compaction_and_even_chunks_cover_the_rows():
 # The trainer: compacted against masked
 def no_compaction(loss_mask):
     """The masked version: every row, every column."""
-    return torch.arange(loss_mask.size(0)), loss_mask.size(1), True
+    return torch.arange(loss_mask.size(0)), loss_mask.size(1)
 
 
 class ForwardShapes:
@@ -116,7 +119,7 @@ def test_compacted_loss_and_gradients_equal_the_masked_ones(tiny_model_dir, tmp_
             continue
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
     # The pre-train-space forward saw only the kept rows, trimmed after their last kept token, plus the context token.
-    rows, width, _ = kept_rows(loss_mask)
+    rows, width = kept_rows(loss_mask)
     assert shapes.shapes[0] == (rows.numel(), width + 1)
     if overrides:  # the conditional forward of NSR-RL sees only the rollouts with a negative conditional advantage
         conditional_rows = int((inputs["advantages"] < 0).sum())
@@ -146,7 +149,7 @@ def test_old_policy_pass_scores_only_kept_rows_and_skips_the_conditional_pass(ti
     shapes.close()
     assert "old_per_token_logps" not in inputs  # the conditional one: nothing reads it in pre-train space
     loss_mask = inputs["prerl_loss_mask"]
-    kept, width, _ = kept_rows(loss_mask)
+    kept, width = kept_rows(loss_mask)
     assert shapes.shapes == [(kept.numel(), width + 1)]  # one scoring pass: the kept rows, in pre-train space
 
     tokenizer, context_id = im_start_id(tiny_model_dir)

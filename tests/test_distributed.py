@@ -44,11 +44,15 @@ def test_two_processes_nsr_prerl_with_a_rank_without_negatives(tmp_path):
 
 
 @pytest.mark.slow
-def test_deepspeed_zero3_across_the_dsrl_switch(tmp_path):
+def test_deepspeed_zero3_two_ranks_across_the_dsrl_switch_with_a_rank_without_kept_rows(tmp_path):
     pytest.importorskip("deepspeed")
-    torchrun(1, tmp_path, "--zero3", "--steps", "4", env={"DS_ACCELERATOR": "cpu"})
-    result = json.loads((tmp_path / "losses_rank0.json").read_text())
-    assert result["active"] == [1.0, 1.0, 0.0, 0.0]  # switch at step 2
-    assert len(result["losses"]) == 4
+    torchrun(2, tmp_path, "--zero3", "--steps", "4", env={"DS_ACCELERATOR": "cpu"})
+    rank0 = json.loads((tmp_path / "losses_rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "losses_rank1.json").read_text())
+    assert rank0["active"] == rank1["active"] == [1.0, 1.0, 0.0, 0.0]  # switch at step 2
+    # Rank 0 keeps no rollout before the switch: it forwards one zero-weight row (and dummy reference passes) so that
+    # ZeRO-3's parameter gathers line up with rank 1's, and its loss is exactly 0.
+    assert rank0["losses"][:2] == [0.0, 0.0]
+    assert any(loss != 0.0 for loss in rank1["losses"][:2])
     card = (tmp_path / "run" / "README.md").read_text()
     assert "dsrl" in card and (tmp_path / "run" / "model.safetensors").exists()

@@ -3,8 +3,8 @@
 In NSR-PreRL most rollouts of a batch are filtered out of the loss: their loss mask is all zero. With a token-mean loss
 over the kept tokens (TRL's "dapo" normalisation, whose denominator is counted on the whole batch beforehand) such a
 row adds exactly nothing, so it need not be forwarded at all. Likewise the padding columns after the last kept token
-change nothing for a causal model. These helpers pick the rows and the width, and slice every per-row tensor of a
-batch dict accordingly.
+change nothing for a causal model. These helpers pick the rows and the width, pad the rows to a common count (several
+processes must agree on it), and slice every per-row tensor of a batch dict accordingly.
 """
 
 from __future__ import annotations
@@ -17,24 +17,31 @@ import torch
 _PROMPT_PREFIX = "prompt"
 
 
-def kept_rows(loss_mask: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
+def kept_rows(loss_mask: torch.Tensor) -> tuple[torch.Tensor, int]:
     """The rows of `loss_mask` with at least one loss token, and the width up to their last loss token.
 
     Args:
         loss_mask: `(B, T)` 1 on the tokens that enter the loss, 0 elsewhere (padding, filtered-out rollouts).
 
     Returns:
-        `(rows, width, any_kept)`. `rows` is a 1-D index tensor (ascending), `width` the number of leading columns
-        that hold every kept token. When no row has a loss token, `rows` is `[0]`, `width` is 1 and `any_kept` is
-        False: the caller keeps one zero-weight row so that every process still runs its forward and backward (the
-        collectives of DDP, ZeRO-3 and FSDP must line up across processes).
+        `(rows, width)`: a 1-D ascending index tensor (empty when no row has a loss token) and the number of leading
+        columns that hold every kept token (1 when there is none).
     """
-    has_tokens = loss_mask.sum(dim=1) > 0
-    rows = torch.nonzero(has_tokens, as_tuple=False).flatten()
+    rows = torch.nonzero(loss_mask.sum(dim=1) > 0, as_tuple=False).flatten()
     if rows.numel() == 0:
-        return torch.zeros(1, dtype=torch.long, device=loss_mask.device), 1, False
+        return rows, 1
     columns = torch.nonzero(loss_mask[rows].sum(dim=0) > 0, as_tuple=False).flatten()
-    return rows, int(columns[-1].item()) + 1, True
+    return rows, int(columns[-1].item()) + 1
+
+
+def pad_rows(rows: torch.Tensor, target: int) -> torch.Tensor:
+    """`rows` followed by copies of its first entry (row 0 when empty) up to `target` entries.
+
+    The copies are there to be given a zero loss mask: a process with no kept row still runs a forward and a backward,
+    and every process hands TRL's per-row metric gathers the same number of rows.
+    """
+    filler = rows[:1] if rows.numel() else torch.zeros(1, dtype=torch.long, device=rows.device)
+    return torch.cat([rows, filler.expand(target - rows.numel())])
 
 
 def compact_batch(batch: dict[str, Any], rows: torch.Tensor, width: int) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from trl.trainer.callbacks import SyncRefModelCallback
 from trl.trainer.utils import use_adapter
 
 from .advantages import combine_rewards, group_advantages, sample_filter_mask
-from .compaction import compact_batch, even_chunks, kept_rows, scatter_rows
+from .compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 from .config import DSRLConfig, PreRLConfig
 from .pretrain_space import build_marginal_inputs, resolve_context_token_id
 
@@ -206,14 +206,15 @@ class PreRLTrainer(GRPOTrainer):
         processes every process runs the same number of forward passes (an idle one scores a 1-token dummy), so that
         the parameter gathers of ZeRO-3 / FSDP line up.
         """
-        rows, width, any_kept = kept_rows(loss_mask)
-        num_rows = rows.numel() if any_kept else 0
+        rows, width = kept_rows(loss_mask)
+        num_rows = rows.numel()
         num_chunks = -(-num_rows // chunk_size)
         if self.accelerator.num_processes > 1:
             counts = self.accelerator.gather(torch.tensor([num_chunks], device=completion_ids.device))
             num_chunks = int(counts.max().item())
         full = torch.zeros(completion_ids.shape, dtype=torch.float32, device=completion_ids.device)
-        ids, mask = completion_ids[rows, :width], completion_mask[rows, :width]
+        padded = pad_rows(rows, max(num_rows, 1))  # one row to stand in for the dummy pass when none is kept
+        ids, mask = completion_ids[padded, :width], completion_mask[padded, :width]
         pieces = []
         with self._marginal_scoring(), disable_gradient_checkpointing(model, self.args.gradient_checkpointing_kwargs):
             for start, end in even_chunks(num_rows, num_chunks) if num_chunks else []:
@@ -372,12 +373,19 @@ class PreRLTrainer(GRPOTrainer):
 
     def _compact(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Only the rows with a loss token, trimmed after the last one. With a token-mean loss whose denominator was
-        counted on the whole batch ("dapo"), this gives the loss and gradients of the masked batch. A process whose
-        rows are all filtered out keeps one row with a zero mask, so that its forward and backward still run."""
-        rows, width, any_kept = kept_rows(batch["completion_mask"] * batch["tool_mask"])
-        batch = compact_batch(batch, rows, width)
-        if not any_kept:
-            batch["tool_mask"] = torch.zeros_like(batch["tool_mask"])
+        counted on the whole batch ("dapo"), this gives the loss and gradients of the masked batch.
+
+        Every process keeps the same number of rows (the most any process keeps, at least one), the extra ones with a
+        zero loss mask: TRL's loss gathers per-row metrics across processes, and a process without kept rows must
+        still run its forward and backward for the collectives of DDP / ZeRO-3 / FSDP."""
+        rows, width = kept_rows(batch["completion_mask"] * batch["tool_mask"])
+        kept = rows.numel()
+        target = max(kept, 1)
+        if self.accelerator.num_processes > 1:
+            target = int(self.accelerator.gather(torch.tensor([target], device=rows.device)).max().item())
+        batch = compact_batch(batch, pad_rows(rows, target), width)
+        if target > kept:
+            batch["tool_mask"][kept:] = 0
         return batch
 
     def _conditional_loss(self, model, inputs: dict[str, Any], coef: float, with_extras: bool) -> torch.Tensor:

@@ -2,12 +2,13 @@
 
 Run by tests/test_distributed.py:
     torchrun --nproc_per_node 2 tests/scripts/dist_train.py --out DIR               # DDP, gloo
-    DS_ACCELERATOR=cpu torchrun --nproc_per_node 1 tests/scripts/dist_train.py --out DIR --zero3
+    DS_ACCELERATOR=cpu torchrun --nproc_per_node 2 tests/scripts/dist_train.py --out DIR --zero3
+    torchrun --nproc_per_node 1 tests/scripts/dist_train.py --out DIR --zero3 --backend nccl     # on a GPU
 
-With two processes, rank 0's rollouts are all right (reward 1: no negative rollout on that rank) and rank 1's are
-mixed. Under ZeRO-3 a KL term (beta > 0) exercises the reference model, scored in pre-train space and re-synced at the
-DSRL switch. Each rank writes the
-losses it saw to DIR/losses_rank{r}.json.
+With two processes, rank 0's rollouts are all right (reward 1: no negative rollout on that rank, so no row of it enters
+the NSR loss) and rank 1's are mixed. Under ZeRO-3 a KL term (beta > 0) exercises the reference model, scored in
+pre-train space and re-synced at the DSRL switch, and two iterations per batch exercise the old-policy pass. Each rank
+writes the losses it saw to DIR/losses_rank{r}.json.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def main() -> int:
         deepspeed=zero3 if cli.zero3 else None,
         ddp_backend=None if cli.zero3 else "gloo",
         beta=0.01 if cli.zero3 else 0.0,
+        num_iterations=2 if cli.zero3 else 1,
         seed=3,
     )
     trainer = DSRLTrainer(model_dir, reward_funcs=rank_reward, args=args, train_dataset=toy_dataset(repeat=4))
