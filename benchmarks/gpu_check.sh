@@ -6,14 +6,14 @@
 #
 #   bash benchmarks/gpu_check.sh           # on the GPU machine, from the repository root
 #   bash benchmarks/gpu_check.sh --cpu     # dry-run on the CPU with a tiny model (the test suite runs this)
+#   PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --cpu --sections train_steps,loss_phase
 #
 # An offline machine without trl / datasets / math-verify / deepspeed: download their wheels into a git-ignored .whl/
 # first (see benchmarks/README.md); they are installed from there with --no-index when .whl/ exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_check_out}"
-python=python3
-[ -x .venv/bin/python ] && [ -z "${GPU_CHECK_SYSTEM_PYTHON:-}" ] && [ "${1:-}" = "--cpu" ] && python=.venv/bin/python
+python="${PYTHON:-python3}"
 
 if [ -d .whl ] && [ "${1:-}" != "--cpu" ] && ls .whl/*.whl >/dev/null 2>&1; then
   site=/tmp/prerl-gpu-site

@@ -49,6 +49,7 @@ def test_deepspeed_zero3_two_ranks_across_the_dsrl_switch_with_a_rank_without_ke
     torchrun(2, tmp_path, "--zero3", "--steps", "4", env={"DS_ACCELERATOR": "cpu"})
     rank0 = json.loads((tmp_path / "losses_rank0.json").read_text())
     rank1 = json.loads((tmp_path / "losses_rank1.json").read_text())
+    assert rank0["world"] == rank1["world"] == 2 and rank0["zero_stage"] == 3
     assert rank0["active"] == rank1["active"] == [1.0, 1.0, 0.0, 0.0]  # switch at step 2
     # Rank 0 keeps no rollout before the switch: it forwards one zero-weight row (and dummy reference passes) so that
     # ZeRO-3's parameter gathers line up with rank 1's, and its loss is exactly 0.

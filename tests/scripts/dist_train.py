@@ -75,7 +75,7 @@ def main() -> int:
         logging_steps=1,
         report_to="none",
         bf16=False,
-        use_cpu=not cli.zero3,
+        use_cpu=not cli.zero3 or os.environ.get("DS_ACCELERATOR") == "cpu",
         save_strategy="no",
         deepspeed=zero3 if cli.zero3 else None,
         ddp_backend=None if cli.zero3 else "gloo",
@@ -98,7 +98,9 @@ def main() -> int:
     if cli.zero3:
         trainer.save_model()
     with open(os.path.join(cli.out, f"losses_rank{rank}.json"), "w") as f:
-        json.dump({"losses": losses, "active": trace, "world": dist.get_world_size()}, f)
+        plugin = trainer.accelerator.state.deepspeed_plugin if trainer.is_deepspeed_enabled else None
+        zero_stage = plugin.zero_stage if plugin is not None else None
+        json.dump({"losses": losses, "active": trace, "world": dist.get_world_size(), "zero_stage": zero_stage}, f)
     ok = len(losses) == cli.steps and all(torch.isfinite(torch.tensor(losses)))
     dist.barrier()
     return 0 if ok else 1
