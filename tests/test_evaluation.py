@@ -201,7 +201,7 @@ def test_eval_end_to_end_crash_and_resume(tiny_model, toy_file, tmp_path, monkey
 
     table = capsys.readouterr().out
     assert "| benchmark | problems | avg@4 | pass@1 | pass@2 | pass@4 |" in table
-    assert f"| toy | 5 | {100 * ref['avg']:.2f} |" in table
+    assert f"| toy | 5 | {100 * ref['avg']:.2f}% |" in table  # fractions are shown as percentages, with %
     png = (out / "pass_at_k.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
@@ -234,6 +234,12 @@ def test_eval_larger_n_reuses_cache_and_settings_guard(tiny_model, toy_file, tmp
     results = json.loads((out / "results.json").read_text())
     assert results["benchmarks"]["toy"]["pass_at_k"].keys() == {"1", "2", "3"}
 
+    # the same model directory written with a trailing slash is the same model: the cache is reused
+    slash = [*args]
+    slash[slash.index("--model") + 1] = tiny_model + "/"
+    assert evaluation.main(slash) == 0
+    assert spy.sequences == 2 * 2 + 2 * 1
+
     capsys.readouterr()
     assert evaluation.main([*args, "--temperature", "0.5"]) == 2
     err = capsys.readouterr().err
@@ -260,6 +266,14 @@ def test_unknown_dataset(tiny_model, tmp_path, capsys):
     assert evaluation.main(_args(tiny_model, "no_such_benchmark", tmp_path / "o")) == 2
     err = capsys.readouterr().err
     assert "no_such_benchmark" in err and "aime24" in err
+
+
+@pytest.mark.parametrize("model", ["./nomodel", "/no/such/model", "runs/a/b"])
+def test_missing_model_directory_is_one_line(model, toy_file, tmp_path, capsys):
+    assert evaluation.main(_args(model, toy_file, tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such local directory" in err and repr(model) in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_missing_file(tiny_model, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Benchmark evaluation: avg@n and unbiased pass@k on math benchmarks (`prerl-trl eval`).
 
-The default protocol is the paper's (PAPER.md section 8): n = 32 samples per problem at temperature 1.0 and top_p 1.0,
+The default protocol is the paper's (arXiv 2604.14142, its evaluation setup): n = 32 samples per problem at temperature 1.0 and top_p 1.0,
 the system prompt "Please reason step by step, and put your final answer within \\boxed{}." and the model's chat template
 (thinking disabled). avg@n is the mean accuracy over all n samples of all problems; pass@k is the unbiased estimator
 1 - C(n-c, k) / C(n, k) averaged over problems.
@@ -319,12 +319,33 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+def check_model_source(model: str, option: str = "--model") -> None:
+    """Fail with one clear line when `model` is neither a local model directory nor a possible Hub id.
+
+    A name that could be a Hub id (`Qwen/Qwen3-4B`) is left to transformers, whose error for a missing repo is
+    already one line."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise FileNotFoundError(f"{option} {model!r} is a file: pass the model's directory (the one with config.json)")
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"{option} {model!r}: no such local directory, and not a Hub id (like Qwen/Qwen3-4B). Check the path."
+        ) from None
+
+
 def load_tokenizer(model: str, **kwargs: Any) -> Any:
     """`AutoTokenizer`, except for a local directory whose tokenizer_config.json declares a generic
     `TokenizersBackend` / `PreTrainedTokenizerFast`: transformers 5 then still picks the model type's tokenizer class
     (for a Qwen2 config, `Qwen2Tokenizer`, which rebuilds a byte-level BPE and loses a custom tokenizer.json)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    check_model_source(model)
     tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
     config_file = Path(model) / "tokenizer_config.json"
     if config_file.is_file() and (Path(model) / "tokenizer.json").is_file():
@@ -594,8 +615,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     if len(rows) > 1:
         rows.append(("mean", results["mean"]))
     for name, b in rows:
-        cells = [name, str(b["num_problems"]), f"{100 * b['avg_at_n']:.2f}"]
-        cells += [f"{100 * b['pass_at_k'][str(k)]:.2f}" for k in ks]
+        cells = [name, str(b["num_problems"]), f"{100 * b['avg_at_n']:.2f}%"]
+        cells += [f"{100 * b['pass_at_k'][str(k)]:.2f}%" for k in ks]
         cells += [f"{b['mean_response_tokens']:.1f}", *(f"{b['behaviors'][key]:.2f}" for key in BEHAVIORS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -632,6 +653,12 @@ def plot_pass_at_k(results: dict[str, Any], path: str | os.PathLike) -> Path | N
     return path
 
 
+def _same_setting(key: str, old: Any, new: Any) -> bool:
+    if key == "model" and isinstance(old, str) and isinstance(new, str):  # `runs/ckpt/` is `runs/ckpt`
+        return os.path.normpath(old) == os.path.normpath(new)
+    return old == new
+
+
 def _check_settings(output_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
     path = output_dir / SETTINGS_FILE
     cache = output_dir / CACHE_FILE
@@ -642,7 +669,7 @@ def _check_settings(output_dir: Path, settings: dict[str, Any], overwrite: bool)
     if path.exists():
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
-        diff = {k: (old.get(k), settings[k]) for k in CACHE_KEY_SETTINGS if old.get(k) != settings[k]}
+        diff = {k: (old.get(k), settings[k]) for k in CACHE_KEY_SETTINGS if not _same_setting(k, old.get(k), settings[k])}
         if diff and cache.exists():
             changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise EvaluationError(
@@ -702,6 +729,7 @@ def evaluate(
         raise EvaluationError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
     if not datasets:
         raise EvaluationError("pass at least one --dataset")
+    check_model_source(model)
     backend = resolve_backend(backend)
     benchmarks = [
         load_benchmark(spec, split=split, system_prompt=system_prompt, problem_column=problem_column,
@@ -832,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
             gpu_memory_utilization=args.gpu_memory_utilization, overwrite=args.overwrite, plot=not args.no_plot,
             progress=not args.no_progress,
         )
-    except (EvaluationError, FileNotFoundError) as err:
+    except (EvaluationError, OSError) as err:
         print(f"prerl-trl eval: error: {err}", file=sys.stderr)
         return 2
     print(markdown_table(results))
