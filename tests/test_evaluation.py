@@ -61,6 +61,27 @@ def test_ks_and_avg():
         avg_at_n([1], 0)
 
 
+def test_confidence_intervals_against_hand_computation():
+    from prerl_trl.evaluation import avg_at_n_ci, paired_difference_ci
+
+    # per-problem accuracies 0.25, 0.5, 1.0 (n = 4): mean 7/12, sample sd sqrt(((-1/3)^2 + (-1/12)^2 + (5/12)^2) / 2)
+    sd = math.sqrt(((0.25 - 7 / 12) ** 2 + (0.5 - 7 / 12) ** 2 + (1.0 - 7 / 12) ** 2) / 2)
+    avg, low, high = avg_at_n_ci([1, 2, 4], 4)
+    assert avg == pytest.approx(7 / 12)
+    assert (low, high) == pytest.approx((7 / 12 - 1.96 * sd / math.sqrt(3), 7 / 12 + 1.96 * sd / math.sqrt(3)))
+    # paired: differences 0.25, 0.25, 0.0 -> mean 1/6, sd sqrt(((1/12)^2 * 2 + (1/6)^2) / 2)
+    sd = math.sqrt(((1 / 12) ** 2 * 2 + (1 / 6) ** 2) / 2)
+    change, low, high = paired_difference_ci([1, 2, 4], [2, 3, 4], 4)
+    assert change == pytest.approx(1 / 6)
+    assert (low, high) == pytest.approx((1 / 6 - 1.96 * sd / math.sqrt(3), 1 / 6 + 1.96 * sd / math.sqrt(3)))
+    # the same shift on every problem is certain: a zero-width paired interval, however different the problems
+    assert paired_difference_ci([0, 4, 2], [1, 5, 3], 8) == pytest.approx((1 / 8, 1 / 8, 1 / 8))
+    with pytest.raises(ValueError, match="two problems"):
+        avg_at_n_ci([3], 4)
+    with pytest.raises(ValueError, match="same problems"):
+        paired_difference_ci([1, 2], [1], 4)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # End to end
 # --------------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -96,6 +97,37 @@ def avg_at_n(correct_counts: Sequence[int], n: int) -> float:
     return sum(correct_counts) / (n * len(correct_counts))
 
 
+def avg_at_n_ci(correct_counts: Sequence[int], n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """avg@n and its confidence interval, (avg, low, high): mean +- z standard errors of the per-problem accuracies
+    c_p / n (problems taken as a sample, so both the choice of problems and the sampling of answers count). z = 1.96
+    is a 95% interval under the normal approximation; with few problems it is optimistic."""
+    avg = avg_at_n(correct_counts, n)
+    half = z * _standard_error([c / n for c in correct_counts])
+    return avg, avg - half, avg + half
+
+
+def paired_difference_ci(
+    before: Sequence[int], after: Sequence[int], n: int, z: float = 1.96
+) -> tuple[float, float, float]:
+    """avg@n of `after` minus avg@n of `before` on the same problems, with its confidence interval from the
+    per-problem differences (a paired interval: much narrower than two separate ones when problems differ in
+    difficulty)."""
+    if len(before) != len(after):
+        raise ValueError(f"paired counts need the same problems, got {len(before)} and {len(after)}")
+    diffs = [(a - b) / n for b, a in zip(before, after, strict=True)]
+    mean = avg_at_n(after, n) - avg_at_n(before, n)
+    half = z * _standard_error(diffs)
+    return mean, mean - half, mean + half
+
+
+def _standard_error(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        raise ValueError(f"a confidence interval needs at least two problems, got {len(values)}")
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return (variance / len(values)) ** 0.5
+
+
 def pass_at_k_ks(n: int) -> list[int]:
     """The k at which pass@k is reported: 1, 2, 4, ... up to n, and n itself."""
     if n < 1:
@@ -160,6 +192,7 @@ def load_benchmark(
     problem_column: str | None = None,
     answer_column: str | None = None,
     limit: int | None = None,
+    solution_column: str | None = None,
 ) -> Benchmark:
     """Load a benchmark through `prerl_trl.data.load_math_dataset`: a short name (aime24, aime25, amc23, math500,
     ...), a local json / jsonl / parquet file with `problem` (or `question`) and `answer` columns, or a hub id.
@@ -173,7 +206,8 @@ def load_benchmark(
         raise EvaluationError(f"dataset file {spec!r} does not exist")
     try:
         ds = load_math_dataset(
-            spec, split, problem_field=problem_column, answer_field=answer_column, conversational=True,
+            spec, split, problem_field=problem_column, answer_field=answer_column, solution_field=solution_column,
+            conversational=True,
             system_prompt=system_prompt, max_samples=limit,
         )
     except ValueError as err:
@@ -317,6 +351,28 @@ def resolve_backend(backend: str) -> str:
         if importlib.util.find_spec("vllm") is None:
             raise EvaluationError("--backend vllm needs vLLM: pip install 'prerl-trl[vllm]'")
     return backend
+
+
+@contextlib.contextmanager
+def library_progress_bars(enabled: bool):
+    """With `enabled=False`, hide the progress bars of datasets (generate, map, filter) and transformers /
+    huggingface_hub (weight loading, downloads) inside the block, then restore their previous state."""
+    if enabled:
+        yield
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets_on, transformers_on = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if datasets_on:
+            datasets.enable_progress_bars()
+        if transformers_on:
+            hf_logging.enable_progress_bar()
 
 
 def check_model_source(model: str, option: str = "--model") -> None:
@@ -688,6 +744,18 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _library_bars_follow_progress(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `func` with the libraries' progress bars hidden when it is called with `progress=False`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, progress: bool = True, **kwargs: Any) -> Any:
+        with library_progress_bars(progress):
+            return func(*args, progress=progress, **kwargs)
+
+    return wrapper
+
+
+@_library_bars_follow_progress
 def evaluate(
     model: str,
     datasets: Sequence[str],
