@@ -174,3 +174,15 @@ def test_grad_align_no_progress_shows_no_bar_and_takes_column_names(tiny_model_d
     captured = capfd.readouterr()
     assert "Loading weights" not in captured.err and "it/s]" not in captured.err and "examples/s]" not in captured.err
     assert (tmp_path / "align" / "summary.json").is_file()
+
+
+def test_readme_cpu_training_snippet_runs(tmp_path, monkeypatch):
+    """The README's CPU variant of "Train in a few lines" runs as written (fewer warm-up steps, for time)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    snippet = next(block for block in blocks if "use_cpu=True" in block)
+    assert "warmup_steps=230" in snippet
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(snippet.replace("warmup_steps=230", "warmup_steps=5"), "README.md", "exec"), namespace)
+    assert namespace["trainer"].state.global_step == 4

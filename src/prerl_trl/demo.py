@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dsrl_switch_step: NSR-PreRL for steps 0..N-1, then GRPO (default 10; the paper: 10-25)")
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--warmup-steps", type=int, default=230, help="supervised warm-up steps of the tiny model")
+    parser.add_argument("--warmup-noise", type=float, default=0.0,
+                        help="share of warm-up answers replaced by a random digit: a guessing habit RL can remove")
     parser.add_argument("--held-out", type=int, default=10, help="problems kept out of RL training (of 25)")
     parser.add_argument("--k", type=int, default=32, help="answers sampled per held-out problem (avg@k)")
     parser.add_argument("--seed", type=int, default=0)
@@ -124,7 +126,8 @@ def main(argv: list[str]) -> int:
     )
     with library_progress_bars(False):
         base = build_tiny_model(
-            output_dir / "base", warmup_steps=cli.warmup_steps, seed=cli.seed, warmup_noise=0.0, pretrain_rows=4
+            output_dir / "base", warmup_steps=cli.warmup_steps, seed=cli.seed, warmup_noise=cli.warmup_noise,
+            pretrain_rows=4,
         )
     tokenizer = load_tokenizer(str(base))
 
