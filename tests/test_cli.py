@@ -77,11 +77,12 @@ def test_demo_runs_outside_the_checkout_and_reports_held_out_accuracy(tmp_path, 
     assert switch and int(switch.group(1)) == 2
     for column in ("step ", "reward ", "kept ", "log P(y) "):
         assert f"\n  {column}" in out, f"column {column!r} is not explained"
-    held = out[out.index("Held-out avg@4 (") :]
-    percents = re.findall(r"^  (base model|after NSR-PreRL \(step 2\)|after GRPO \(step 4\)) +(\d+\.\d)%  \(95% CI", held,
-                          flags=re.M)
-    assert [label for label, _ in percents] == ["base model", "after NSR-PreRL (step 2)", "after GRPO (step 4)"]
-    assert "change, final - base" in held and "What it does not show" in out
+    for section in ("Held-out avg@4 (10 problems", "Trained-on avg@4 (15 problems"):
+        block = out[out.index(section) :].split("\n\n")[0]
+        labels = re.findall(r"^  (.+?) +\d+\.\d%  \(95% CI +\d+\.\d% to +\d+\.\d%\)$", block, flags=re.M)
+        assert labels == ["base model", "after NSR-PreRL (step 2)", "after GRPO (step 4)"]
+        assert re.search(r"change, final - base +[+-]\d+\.\d points \(95% CI", block)
+    assert "On held-out problems, " in out and "What it does not show" in out
     assert list(cwd.iterdir()) == [], "the demo must not write into the current directory by default"
     saved = Path(re.search(r"to (\S+) \(\d+ s\)", out).group(1))
     assert saved.parent == scratch
@@ -186,3 +187,14 @@ def test_readme_cpu_training_snippet_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(snippet.replace("warmup_steps=230", "warmup_steps=5"), "README.md", "exec"), namespace)
     assert namespace["trainer"].state.global_step == 4
+
+
+def test_toy_split_holds_problems_out():
+    from prerl_trl.tiny import toy_split
+
+    train, held = toy_split(10, seed=3)
+    assert len(held) == 10 and len(train) == 15
+    assert sorted(train + held) == sorted(toy_problems()) and not set(train) & set(held)
+    assert toy_split(10, seed=3) == (train, held) and toy_split(10, seed=4) != (train, held)
+    with pytest.raises(ValueError, match="held_out"):
+        toy_split(25)
