@@ -198,3 +198,16 @@ def test_toy_split_holds_problems_out():
     assert toy_split(10, seed=3) == (train, held) and toy_split(10, seed=4) != (train, held)
     with pytest.raises(ValueError, match="held_out"):
         toy_split(25)
+
+
+def test_demo_table_counts_steps_as_dsrl_switch_step_does():
+    """TRL logs the step after the update (1-based); the table shows the step at which it ran (0-based), so that with
+    dsrl_switch_step=2 the first GRPO row is step 2, as the switch message says."""
+    from prerl_trl.demo import step_table
+
+    log = [{"step": s, "prerl/active": float(s <= 2), "reward": 0.25 * s, "prerl/kept_frac": 0.5} for s in (1, 2, 3)]
+    log[0]["prerl/marginal_logp"] = -1.25
+    log.append({"step": 3, "train_loss": 0.1})  # the final summary entry is not a step row
+    rows = [line.split() for line in step_table(log)[1:]]
+    assert rows == [["0", "NSR-PreRL", "0.250", "0.500", "-1.250"], ["1", "NSR-PreRL", "0.500", "0.500", "-"],
+                    ["2", "GRPO", "0.750", "0.500", "-"]]
