@@ -255,7 +255,7 @@ def configs(argv: list[str]) -> int:
 
 COMMANDS = {
     "train": ("Train with DSRL / PreRL / GRPO from a YAML recipe.", train),
-    "demo": ("DSRL on a tiny offline model on the CPU, held-out accuracy before and after.", demo),
+    "demo": ("DSRL on a tiny offline model on the CPU, with accuracy before and after.", demo),
     "eval": ("avg@k / pass@k on math benchmarks.", None),
     "grad-align": ("Gradient alignment of log P(y) and log P(y|x).", None),
     "configs": ("List the bundled accelerate configs and recipes.", configs),
