@@ -118,3 +118,15 @@ def test_behavior_ratio_from_results_files(tmp_path, capsys):
 def test_behavior_ratio_rejects_single_string():
     with pytest.raises(TypeError, match="list of completions"):
         behavior_ratio("wait, a single text", ["wait"])
+
+
+def test_cli_prints_zero_counts_in_words(tmp_path, capsys):
+    """Both counts 0 prints 'n/a (both 0)', before 0 prints 'inf (before 0)': never 'nanx' or 'infx'."""
+    before = tmp_path / "before.jsonl"
+    after = tmp_path / "after.jsonl"
+    before.write_text(json.dumps({"completion": "the sum is 4"}) + "\n")
+    after.write_text(json.dumps({"completion": "wait, the sum is 4"}) + "\n")
+    assert main([str(before), str(after)]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "n/a (both 0)" in rows["transition"] and "inf (before 0)" in rows["reflection"]
+    assert "nan" not in rows["transition"] and "infx" not in rows["reflection"]

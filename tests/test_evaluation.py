@@ -61,6 +61,27 @@ def test_ks_and_avg():
         avg_at_n([1], 0)
 
 
+def test_confidence_intervals_against_hand_computation():
+    from prerl_trl.evaluation import avg_at_n_ci, paired_difference_ci
+
+    # per-problem accuracies 0.25, 0.5, 1.0 (n = 4): mean 7/12, sample sd sqrt(((-1/3)^2 + (-1/12)^2 + (5/12)^2) / 2)
+    sd = math.sqrt(((0.25 - 7 / 12) ** 2 + (0.5 - 7 / 12) ** 2 + (1.0 - 7 / 12) ** 2) / 2)
+    avg, low, high = avg_at_n_ci([1, 2, 4], 4)
+    assert avg == pytest.approx(7 / 12)
+    assert (low, high) == pytest.approx((7 / 12 - 1.96 * sd / math.sqrt(3), 7 / 12 + 1.96 * sd / math.sqrt(3)))
+    # paired: differences 0.25, 0.25, 0.0 -> mean 1/6, sd sqrt(((1/12)^2 * 2 + (1/6)^2) / 2)
+    sd = math.sqrt(((1 / 12) ** 2 * 2 + (1 / 6) ** 2) / 2)
+    change, low, high = paired_difference_ci([1, 2, 4], [2, 3, 4], 4)
+    assert change == pytest.approx(1 / 6)
+    assert (low, high) == pytest.approx((1 / 6 - 1.96 * sd / math.sqrt(3), 1 / 6 + 1.96 * sd / math.sqrt(3)))
+    # the same shift on every problem is certain: a zero-width paired interval, however different the problems
+    assert paired_difference_ci([0, 4, 2], [1, 5, 3], 8) == pytest.approx((1 / 8, 1 / 8, 1 / 8))
+    with pytest.raises(ValueError, match="two problems"):
+        avg_at_n_ci([3], 4)
+    with pytest.raises(ValueError, match="same problems"):
+        paired_difference_ci([1, 2], [1], 4)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # End to end
 # --------------------------------------------------------------------------------------------------------------------
@@ -201,7 +222,7 @@ def test_eval_end_to_end_crash_and_resume(tiny_model, toy_file, tmp_path, monkey
 
     table = capsys.readouterr().out
     assert "| benchmark | problems | avg@4 | pass@1 | pass@2 | pass@4 |" in table
-    assert f"| toy | 5 | {100 * ref['avg']:.2f} |" in table
+    assert f"| toy | 5 | {100 * ref['avg']:.2f}% |" in table  # fractions are shown as percentages, with %
     png = (out / "pass_at_k.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
@@ -234,6 +255,12 @@ def test_eval_larger_n_reuses_cache_and_settings_guard(tiny_model, toy_file, tmp
     results = json.loads((out / "results.json").read_text())
     assert results["benchmarks"]["toy"]["pass_at_k"].keys() == {"1", "2", "3"}
 
+    # the same model directory written with a trailing slash is the same model: the cache is reused
+    slash = [*args]
+    slash[slash.index("--model") + 1] = tiny_model + "/"
+    assert evaluation.main(slash) == 0
+    assert spy.sequences == 2 * 2 + 2 * 1
+
     capsys.readouterr()
     assert evaluation.main([*args, "--temperature", "0.5"]) == 2
     err = capsys.readouterr().err
@@ -260,6 +287,14 @@ def test_unknown_dataset(tiny_model, tmp_path, capsys):
     assert evaluation.main(_args(tiny_model, "no_such_benchmark", tmp_path / "o")) == 2
     err = capsys.readouterr().err
     assert "no_such_benchmark" in err and "aime24" in err
+
+
+@pytest.mark.parametrize("model", ["./nomodel", "/no/such/model", "runs/a/b"])
+def test_missing_model_directory_is_one_line(model, toy_file, tmp_path, capsys):
+    assert evaluation.main(_args(model, toy_file, tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such local directory" in err and repr(model) in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_missing_file(tiny_model, tmp_path, capsys):

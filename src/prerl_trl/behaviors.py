@@ -15,6 +15,7 @@ left to right without overlap, longest first, so "let me double-check" counts on
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -247,8 +248,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("| behaviour | before | after | ratio |\n| --- | --- | --- | --- |")
     for name in BEHAVIORS:
-        print(f"| {name} | {b[name]:.3f} | {a[name]:.3f} | {ratio[name]:.2f}x |")
+        print(f"| {name} | {b[name]:.3f} | {a[name]:.3f} | {format_ratio(ratio[name])} |")
     return 0
+
+
+def format_ratio(ratio: float) -> str:
+    """A ratio of `behavior_ratio` for a table: `2.50x`, `n/a (both 0)` or `inf (before 0)`."""
+    if math.isnan(ratio):
+        return "n/a (both 0)"
+    if math.isinf(ratio):
+        return "inf (before 0)"
+    return f"{ratio:.2f}x"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import os
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 TRAINERS = ("dsrl", "prerl", "grpo")
@@ -46,6 +45,16 @@ class TrainScriptArguments:
     reward_funcs: list[str] = field(
         default_factory=lambda: ["math_accuracy"],
         metadata={"help": "Reward functions: 'math_accuracy', 'format', or dotted import paths (my_lib.my_reward)."},
+    )
+    problem_field: str | None = field(
+        default=None, metadata={"help": "Problem column of the dataset (default: problem, else question)."}
+    )
+    answer_field: str | None = field(default=None, metadata={"help": "Gold-answer column (default: answer)."})
+    solution_field: str | None = field(
+        default=None, metadata={"help": "Worked-solution column whose last \\boxed{} is the answer (if no answer column)."}
+    )
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System prompt of chat prompts (default: the paper's; '' for none)."}
     )
 
 
@@ -79,12 +88,56 @@ def _trainer_choice(argv: list[str]) -> str:
     return choice
 
 
+def _method_fields(trainer: str) -> set[str]:
+    """Fields of DSRLConfig (the method's, a superset of PreRLConfig's) that `trainer`'s config class lacks."""
+    import dataclasses
+
+    from .config import DSRLConfig
+
+    own = {f.name for f in dataclasses.fields(_config_class(trainer))}
+    return {f.name for f in dataclasses.fields(DSRLConfig)} - own
+
+
+def _option_names(strings: list[str]) -> list[str]:
+    return [s[2:].split("=", 1)[0] for s in strings if s.startswith("--")]
+
+
 def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, Any, Any]:
-    """Parse `prerl-trl train` arguments (recipe YAML + flags) into (script args, trainer config, ModelConfig)."""
+    """Parse `prerl-trl train` arguments (recipe YAML + flags) into (script args, trainer config, ModelConfig).
+
+    A recipe's keys that belong to another trainer (`dsrl_*` under `trainer: prerl`; `dsrl_*`, `prerl_*`, `rl_*`
+    under `--trainer grpo`) are ignored with a notice, so that one recipe runs the method and its GRPO baseline. The
+    same keys given as flags are an error: they were asked for explicitly."""
     from trl import ModelConfig, TrlParser
 
-    parser = TrlParser((TrainScriptArguments, _config_class(_trainer_choice(argv)), ModelConfig), prog="prerl-trl train")
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    trainer = _trainer_choice(argv)
+    parser = TrlParser((TrainScriptArguments, _config_class(trainer), ModelConfig), prog="prerl-trl train")
+    *parsed, from_config, from_flags = parser.parse_args_and_config(
+        argv, return_remaining_strings=True, separate_remaining_strings=True
+    )
+    method = _method_fields(trainer)
+    flags = _option_names(from_flags)
+    if any(name in method for name in flags):
+        names = ", ".join(f"--{name}" for name in flags if name in method)
+        raise ValueError(
+            f"{names}: not an option of --trainer {trainer}, which has no "
+            + ("DSRL switch" if trainer == "prerl" else "pre-train-space phase")
+            + ". Drop the flag, or use --trainer dsrl."
+        )
+    if from_flags:
+        raise ValueError(f"unknown arguments {from_flags}: see 'prerl-trl train --help'.")
+    ignored = [name for name in _option_names(from_config) if name in method]
+    unknown = [name for name in _option_names(from_config) if name not in method]
+    if unknown:
+        raise ValueError(f"unknown keys in the --config recipe: {', '.join(unknown)}. Remove them or fix their names.")
+    if ignored:
+        print(
+            f"prerl-trl train: trainer={trainer} ignores the recipe's {', '.join(ignored)} (options of "
+            + ("DSRL's switch" if trainer == "prerl" else "PreRL / DSRL, which GRPO does not have")
+            + ").",
+            file=sys.stderr,
+        )
+    script_args, training_args, model_args = parsed
     return script_args, training_args, model_args
 
 
@@ -112,12 +165,14 @@ def train(argv: list[str]) -> int:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOTrainer, get_peft_config, get_quantization_config
 
-    from .data import load_math_dataset
+    from .data import SYSTEM_PROMPT, load_math_dataset
+    from .evaluation import check_model_source
     from .trainer import DSRLTrainer, PreRLTrainer
 
     script_args, training_args, model_args = parse_train_args(argv)
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required: set it in the recipe or pass --model_name_or_path.")
+    check_model_source(model_args.model_name_or_path, "model_name_or_path")
     init_kwargs = dict(
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
@@ -125,9 +180,16 @@ def train(argv: list[str]) -> int:
         dtype=model_args.dtype,
     )
     training_args.model_init_kwargs = {**init_kwargs, **(training_args.model_init_kwargs or {})}
-    load = dict(conversational=script_args.conversational)
+    system_prompt = SYSTEM_PROMPT if script_args.system_prompt is None else (script_args.system_prompt or None)
+    load = dict(conversational=script_args.conversational, system_prompt=system_prompt)
+    fields = dict(
+        problem_field=script_args.problem_field,
+        answer_field=script_args.answer_field,
+        solution_field=script_args.solution_field,
+    )
     train_dataset = load_math_dataset(
-        script_args.dataset_name, split=script_args.dataset_split, max_samples=script_args.max_train_samples, **load
+        script_args.dataset_name, split=script_args.dataset_split, max_samples=script_args.max_train_samples,
+        **fields, **load,
     )
     eval_dataset = load_math_dataset(script_args.eval_dataset_name, **load) if script_args.eval_dataset_name else None
     trainer_cls = {"dsrl": DSRLTrainer, "prerl": PreRLTrainer, "grpo": GRPOTrainer}[script_args.trainer]
@@ -147,6 +209,11 @@ def train(argv: list[str]) -> int:
         resume = get_last_checkpoint(training_args.output_dir)
         if resume:
             trainer.accelerator.print(f"Resuming from {resume}")
+    processes = trainer.accelerator.num_processes
+    trainer.accelerator.print(
+        f"Training with {script_args.trainer} on {processes} process{'es' if processes > 1 else ''} "
+        f"({trainer.accelerator.device.type})"
+    )
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     trainer.accelerator.print(f"Model saved to {training_args.output_dir}")
@@ -155,90 +222,11 @@ def train(argv: list[str]) -> int:
     return 0
 
 
-def _bar_only_progress_class():
-    from transformers.trainer_callback import ProgressCallback
-
-    class BarOnlyProgress(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            return None
-
-    return ProgressCallback, BarOnlyProgress
-
-
 def demo(argv: list[str]) -> int:
-    """`prerl-trl demo`: DSRL on a tiny offline model and a toy arithmetic task, on the CPU."""
-    parser = argparse.ArgumentParser(prog="prerl-trl demo", description=demo.__doc__)
-    parser.add_argument("--output-dir", default="prerl-trl-demo", help="Where to save model, tokenizer and card.")
-    parser.add_argument("--steps", type=int, default=40, help="Optimizer steps (default 40).")
-    parser.add_argument("--switch-step", type=int, default=20, help="DSRL switch step (default 20, as the paper).")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup-steps", type=int, default=230, help="Supervised warm-up steps of the tiny model.")
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    cli = parser.parse_args(argv)
-    if cli.steps < 1 or not 0 <= cli.switch_step:
-        parser.error(f"--steps must be >= 1 and --switch-step >= 0 (got {cli.steps}, {cli.switch_step})")
+    """`prerl-trl demo`: DSRL on a tiny offline model and a toy task, on the CPU, with a held-out evaluation."""
+    from .demo import main as run_demo
 
-    import logging
-    import warnings
-
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    from .config import DSRLConfig
-    from .rewards import math_accuracy_reward
-    from .tiny import build_tiny_model, toy_dataset
-    from .trainer import DSRLTrainer
-
-    ProgressCallback, _BarOnlyProgress = _bar_only_progress_class()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    hf_logging.set_verbosity_error()
-    logging.getLogger("prerl_trl").setLevel(logging.WARNING)
-    torch.manual_seed(cli.seed)
-    output_dir = Path(cli.output_dir)
-    print(f"Building a tiny Qwen2 model and tokenizer offline in {output_dir / 'base'} ...")
-    base = build_tiny_model(output_dir / "base", warmup_steps=cli.warmup_steps, seed=cli.seed, warmup_noise=0.0)
-    args = DSRLConfig(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=64,
-        num_generations=8,
-        max_completion_length=8,
-        max_steps=cli.steps,
-        dsrl_switch_step=cli.switch_step,
-        learning_rate=cli.learning_rate,
-        lr_scheduler_type="constant",
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        bf16=False,
-        use_cpu=True,
-        seed=cli.seed,
-        disable_tqdm=False,
-    )
-    trainer = DSRLTrainer(
-        str(base), reward_funcs=math_accuracy_reward, args=args, train_dataset=toy_dataset(repeat=40, seed=cli.seed)
-    )
-    # Keep the progress bar, drop the per-step metric dicts: the summary table below has what matters.
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(_BarOnlyProgress())
-    print(
-        f"Training DSRL for {cli.steps} steps: NSR-PreRL on log P(y) for steps < {cli.switch_step}, then GRPO on "
-        "log P(y|x). Task: single-digit addition, answer in \\boxed{}."
-    )
-    trainer.train()
-    trainer.save_model()
-    print("\nstep  phase     reward  kept_frac  marginal_logp")
-    for entry in trainer.state.log_history:
-        if "prerl/active" not in entry:
-            continue
-        phase = "NSR-PreRL" if entry["prerl/active"] == 1.0 else "GRPO"
-        logp = entry.get("prerl/marginal_logp")
-        print(
-            f"{entry['step']:>4}  {phase:<9} {entry['reward']:6.3f}  {entry['prerl/kept_frac']:9.3f}  "
-            + (f"{logp:13.3f}" if logp is not None else f"{'-':>13}")
-        )
-    print(f"\nSaved model, tokenizer and model card (README.md) to {output_dir}")
-    return 0
+    return run_demo(argv)
 
 
 def configs(argv: list[str]) -> int:
@@ -267,7 +255,7 @@ def configs(argv: list[str]) -> int:
 
 COMMANDS = {
     "train": ("Train with DSRL / PreRL / GRPO from a YAML recipe.", train),
-    "demo": ("Run DSRL on a tiny offline model on the CPU (about a minute).", demo),
+    "demo": ("DSRL on a tiny offline model on the CPU, with accuracy before and after.", demo),
     "eval": ("avg@k / pass@k on math benchmarks.", None),
     "grad-align": ("Gradient alignment of log P(y) and log P(y|x).", None),
     "configs": ("List the bundled accelerate configs and recipes.", configs),
@@ -301,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"prerl-trl {command}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as error:
         print(f"prerl-trl {command} failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
 

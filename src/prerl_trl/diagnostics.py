@@ -279,7 +279,9 @@ def _rollout_pairs(args: argparse.Namespace, tokenizer: Any, output_dir: Path) -
     )
 
     backend = resolve_backend(args.backend)
-    bench = load_benchmark(args.dataset, split=args.split, system_prompt=args.system_prompt or None)
+    bench = load_benchmark(args.dataset, split=args.split, system_prompt=args.system_prompt or None,
+                           problem_column=args.problem_column, answer_column=args.answer_column,
+                           solution_column=args.solution_column)
     render_prompts(bench, tokenizer, chat_template=not args.no_chat_template, thinking=args.thinking)
     settings = {"model": str(args.model), "temperature": args.temperature, "top_p": args.top_p,
                 "max_tokens": args.max_tokens, "n": args.num_samples, "seed": args.seed, "backend": backend,
@@ -331,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument("--thinking", action="store_true")
     p.add_argument("--split", default=None)
+    p.add_argument("--problem-column", default=None, help="problem column of a local file (as in eval)")
+    p.add_argument("--answer-column", default=None, help="gold-answer column of a local file (as in eval)")
+    p.add_argument("--solution-column", default=None, help="worked-solution column whose last \\boxed{} is the answer")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="auto: bfloat16 on a GPU, float32 on the CPU")
     p.add_argument("--gradient-checkpointing", action="store_true",
@@ -341,9 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """`prerl-trl grad-align`: returns the exit code (2 on bad input)."""
-    from .evaluation import EvaluationError, load_hf_model, load_tokenizer
+    from .evaluation import library_progress_bars
 
     args = build_parser().parse_args(argv)
+    with library_progress_bars(not args.no_progress):  # --no-progress: no loading bars either
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .evaluation import EvaluationError, load_hf_model, load_tokenizer
+
     output_dir = Path(args.output_dir)
     try:
         tokenizer = load_tokenizer(args.model)

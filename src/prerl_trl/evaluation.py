@@ -1,6 +1,6 @@
 """Benchmark evaluation: avg@n and unbiased pass@k on math benchmarks (`prerl-trl eval`).
 
-The default protocol is the paper's (PAPER.md section 8): n = 32 samples per problem at temperature 1.0 and top_p 1.0,
+The default protocol is the paper's (arXiv 2604.14142, its evaluation setup): n = 32 samples per problem at temperature 1.0 and top_p 1.0,
 the system prompt "Please reason step by step, and put your final answer within \\boxed{}." and the model's chat template
 (thinking disabled). avg@n is the mean accuracy over all n samples of all problems; pass@k is the unbiased estimator
 1 - C(n-c, k) / C(n, k) averaged over problems.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -96,6 +97,37 @@ def avg_at_n(correct_counts: Sequence[int], n: int) -> float:
     return sum(correct_counts) / (n * len(correct_counts))
 
 
+def avg_at_n_ci(correct_counts: Sequence[int], n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """avg@n and its confidence interval, (avg, low, high): mean +- z standard errors of the per-problem accuracies
+    c_p / n (problems taken as a sample, so both the choice of problems and the sampling of answers count). z = 1.96
+    is a 95% interval under the normal approximation; with few problems it is optimistic."""
+    avg = avg_at_n(correct_counts, n)
+    half = z * _standard_error([c / n for c in correct_counts])
+    return avg, avg - half, avg + half
+
+
+def paired_difference_ci(
+    before: Sequence[int], after: Sequence[int], n: int, z: float = 1.96
+) -> tuple[float, float, float]:
+    """avg@n of `after` minus avg@n of `before` on the same problems, with its confidence interval from the
+    per-problem differences (a paired interval: much narrower than two separate ones when problems differ in
+    difficulty)."""
+    if len(before) != len(after):
+        raise ValueError(f"paired counts need the same problems, got {len(before)} and {len(after)}")
+    diffs = [(a - b) / n for b, a in zip(before, after, strict=True)]
+    mean = avg_at_n(after, n) - avg_at_n(before, n)
+    half = z * _standard_error(diffs)
+    return mean, mean - half, mean + half
+
+
+def _standard_error(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        raise ValueError(f"a confidence interval needs at least two problems, got {len(values)}")
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return (variance / len(values)) ** 0.5
+
+
 def pass_at_k_ks(n: int) -> list[int]:
     """The k at which pass@k is reported: 1, 2, 4, ... up to n, and n itself."""
     if n < 1:
@@ -160,6 +192,7 @@ def load_benchmark(
     problem_column: str | None = None,
     answer_column: str | None = None,
     limit: int | None = None,
+    solution_column: str | None = None,
 ) -> Benchmark:
     """Load a benchmark through `prerl_trl.data.load_math_dataset`: a short name (aime24, aime25, amc23, math500,
     ...), a local json / jsonl / parquet file with `problem` (or `question`) and `answer` columns, or a hub id.
@@ -173,7 +206,8 @@ def load_benchmark(
         raise EvaluationError(f"dataset file {spec!r} does not exist")
     try:
         ds = load_math_dataset(
-            spec, split, problem_field=problem_column, answer_field=answer_column, conversational=True,
+            spec, split, problem_field=problem_column, answer_field=answer_column, solution_field=solution_column,
+            conversational=True,
             system_prompt=system_prompt, max_samples=limit,
         )
     except ValueError as err:
@@ -319,12 +353,55 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+@contextlib.contextmanager
+def library_progress_bars(enabled: bool):
+    """With `enabled=False`, hide the progress bars of datasets (generate, map, filter) and transformers /
+    huggingface_hub (weight loading, downloads) inside the block, then restore their previous state."""
+    if enabled:
+        yield
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets_on, transformers_on = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if datasets_on:
+            datasets.enable_progress_bars()
+        if transformers_on:
+            hf_logging.enable_progress_bar()
+
+
+def check_model_source(model: str, option: str = "--model") -> None:
+    """Fail with one clear line when `model` is neither a local model directory nor a possible Hub id.
+
+    A name that could be a Hub id (`Qwen/Qwen3-4B`) is left to transformers, whose error for a missing repo is
+    already one line."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise FileNotFoundError(f"{option} {model!r} is a file: pass the model's directory (the one with config.json)")
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"{option} {model!r}: no such local directory, and not a Hub id (like Qwen/Qwen3-4B). Check the path."
+        ) from None
+
+
 def load_tokenizer(model: str, **kwargs: Any) -> Any:
     """`AutoTokenizer`, except for a local directory whose tokenizer_config.json declares a generic
     `TokenizersBackend` / `PreTrainedTokenizerFast`: transformers 5 then still picks the model type's tokenizer class
     (for a Qwen2 config, `Qwen2Tokenizer`, which rebuilds a byte-level BPE and loses a custom tokenizer.json)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    check_model_source(model)
     tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
     config_file = Path(model) / "tokenizer_config.json"
     if config_file.is_file() and (Path(model) / "tokenizer.json").is_file():
@@ -594,8 +671,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     if len(rows) > 1:
         rows.append(("mean", results["mean"]))
     for name, b in rows:
-        cells = [name, str(b["num_problems"]), f"{100 * b['avg_at_n']:.2f}"]
-        cells += [f"{100 * b['pass_at_k'][str(k)]:.2f}" for k in ks]
+        cells = [name, str(b["num_problems"]), f"{100 * b['avg_at_n']:.2f}%"]
+        cells += [f"{100 * b['pass_at_k'][str(k)]:.2f}%" for k in ks]
         cells += [f"{b['mean_response_tokens']:.1f}", *(f"{b['behaviors'][key]:.2f}" for key in BEHAVIORS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -632,6 +709,12 @@ def plot_pass_at_k(results: dict[str, Any], path: str | os.PathLike) -> Path | N
     return path
 
 
+def _same_setting(key: str, old: Any, new: Any) -> bool:
+    if key == "model" and isinstance(old, str) and isinstance(new, str):  # `runs/ckpt/` is `runs/ckpt`
+        return os.path.normpath(old) == os.path.normpath(new)
+    return old == new
+
+
 def _check_settings(output_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
     path = output_dir / SETTINGS_FILE
     cache = output_dir / CACHE_FILE
@@ -642,7 +725,7 @@ def _check_settings(output_dir: Path, settings: dict[str, Any], overwrite: bool)
     if path.exists():
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
-        diff = {k: (old.get(k), settings[k]) for k in CACHE_KEY_SETTINGS if old.get(k) != settings[k]}
+        diff = {k: (old.get(k), settings[k]) for k in CACHE_KEY_SETTINGS if not _same_setting(k, old.get(k), settings[k])}
         if diff and cache.exists():
             changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise EvaluationError(
@@ -661,6 +744,18 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _library_bars_follow_progress(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `func` with the libraries' progress bars hidden when it is called with `progress=False`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, progress: bool = True, **kwargs: Any) -> Any:
+        with library_progress_bars(progress):
+            return func(*args, progress=progress, **kwargs)
+
+    return wrapper
+
+
+@_library_bars_follow_progress
 def evaluate(
     model: str,
     datasets: Sequence[str],
@@ -702,6 +797,7 @@ def evaluate(
         raise EvaluationError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
     if not datasets:
         raise EvaluationError("pass at least one --dataset")
+    check_model_source(model)
     backend = resolve_backend(backend)
     benchmarks = [
         load_benchmark(spec, split=split, system_prompt=system_prompt, problem_column=problem_column,
@@ -832,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
             gpu_memory_utilization=args.gpu_memory_utilization, overwrite=args.overwrite, plot=not args.no_plot,
             progress=not args.no_progress,
         )
-    except (EvaluationError, FileNotFoundError) as err:
+    except (EvaluationError, OSError) as err:
         print(f"prerl-trl eval: error: {err}", file=sys.stderr)
         return 2
     print(markdown_table(results))
