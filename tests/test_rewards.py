@@ -16,9 +16,14 @@ import time
 import pytest
 
 from prerl_trl import rewards
+from prerl_trl.rewards import equivalence
+from prerl_trl.rewards import pool as pool_module
 from prerl_trl.rewards import extract_boxed_answer, format_reward, math_accuracy_reward
 
 LIMIT = 1.0  # seconds per verification in the robustness tests
+# A hang guard, not a timing claim: a call may wait for a killed worker's replacement to boot
+# (several seconds on a loaded machine) before its own 1 s deadline starts.
+HANG_GUARD = 20 * LIMIT
 
 # (prediction inside \boxed{}, gold answer, expected reward)
 CASES: list[tuple[str, str, float]] = [
@@ -155,15 +160,15 @@ def test_equivalence_table():
 
 def test_fast_path_agrees_with_math_verify():
     """Pairs decided in the calling process get the verdict math-verify itself would give."""
-    rewards._worker_setup()  # math-verify in this process, as in a worker
+    equivalence.worker_setup()  # math-verify in this process, as in a worker
     decided = 0
     for pred, gold, _ in CASES:
-        gold, pred = rewards._mixed_to_fraction(gold), rewards._mixed_to_fraction(pred)
-        fast = rewards._fast_verdict(gold, pred)
-        if fast is None or rewards._choice(gold) is not None:  # choices: "(B) 12" is ours alone
+        gold, pred = equivalence.prepare(gold), equivalence.prepare(pred)
+        fast = equivalence.fast_verdict(gold, pred)
+        if fast is None or equivalence.choice_letter(gold) is not None:  # choices: "(B) 12" is ours alone
             continue
         decided += 1
-        assert rewards._worker_verify(gold, pred) == fast, (pred, gold)
+        assert equivalence.worker_verify(gold, pred) == fast, (pred, gold)
     assert decided >= 20
 
 
@@ -292,13 +297,13 @@ def _timed_reward(text: str, metrics: dict | None = None) -> tuple[list, float]:
 def test_adversarial_main_thread(name):
     got, elapsed = _timed_reward(ADVERSARIAL[name])
     assert got == [0.0]
-    assert elapsed <= LIMIT + 1.0, f"{name} took {elapsed:.2f}s"
+    assert elapsed <= HANG_GUARD, f"{name} took {elapsed:.2f}s"
 
 
 def test_timeout_is_enforced_and_pool_recovers():
     metrics: dict[str, float] = {}
     got, elapsed = _timed_reward(ADVERSARIAL["factorial_tower"], metrics)
-    assert got == [0.0] and elapsed <= LIMIT + 1.0
+    assert got == [0.0] and elapsed <= HANG_GUARD
     assert metrics["math_verify/timeouts"] == 1.0  # stopped by the limit, not by luck
     # the killed worker was replaced: ordinary answers still verify
     assert math_accuracy_reward([_completion(r"\frac{\sqrt2}{2}")], answer=[r"\frac{1}{\sqrt2}"]) == [1.0]
@@ -319,7 +324,7 @@ def test_adversarial_from_worker_threads():
     assert set(results) == {"factorial_tower", "garbage_1e5", "integral_tower", "invalid_unicode"}
     for name, (got, elapsed) in results.items():
         assert got == [0.0], name
-        assert elapsed <= LIMIT + 1.0, f"{name} took {elapsed:.2f}s in a thread"
+        assert elapsed <= HANG_GUARD, f"{name} took {elapsed:.2f}s in a thread"
 
 
 def test_mixed_batch_keeps_good_verdicts_next_to_a_timeout():
@@ -332,13 +337,13 @@ def test_mixed_batch_keeps_good_verdicts_next_to_a_timeout():
     start = time.monotonic()
     got = math_accuracy_reward(texts, answer=[r"\frac12", "5", "(1,3]", "5"], timeout_seconds=LIMIT)
     assert got == [1.0, 0.0, 1.0, 0.0]
-    assert time.monotonic() - start <= LIMIT + 1.0
+    assert time.monotonic() - start <= HANG_GUARD
 
 
 def test_pool_is_bounded_and_reused():
-    pool = rewards._get_pool()
+    pool = pool_module.get_pool()
     math_accuracy_reward([_completion(f"{i}+x") for i in range(12)], answer=["x+3"] * 12)
-    assert rewards._get_pool() is pool
+    assert pool_module.get_pool() is pool
     assert pool.count <= pool.capacity == pool.size + 1 and pool.busy == 0
     assert 1 <= pool.size <= (os.cpu_count() or 1)
 
