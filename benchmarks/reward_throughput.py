@@ -162,9 +162,9 @@ def _trl_child(conn, items: list[dict], start: int) -> None:
     from trl.rewards import accuracy_reward
 
     # warm the parser's caches as our workers do at boot, so both sides are timed warm
-    from prerl_trl.rewards import _WARMUP_PAIRS
+    from prerl_trl.rewards.equivalence import WARMUP_PAIRS
 
-    for gold, pred in _WARMUP_PAIRS:
+    for gold, pred in WARMUP_PAIRS:
         accuracy_reward([[{"role": "assistant", "content": f"$\\boxed{{{pred}}}$"}]], [f"${gold}$"])
     conn.send(("ready", None, 0.0))
     for i in range(start, len(items)):

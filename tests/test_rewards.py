@@ -16,9 +16,8 @@ import time
 import pytest
 
 from prerl_trl import rewards
-from prerl_trl.rewards import equivalence
+from prerl_trl.rewards import equivalence, extract_boxed_answer, format_reward, math_accuracy_reward
 from prerl_trl.rewards import pool as pool_module
-from prerl_trl.rewards import extract_boxed_answer, format_reward, math_accuracy_reward
 
 LIMIT = 1.0  # seconds per verification in the robustness tests
 # A hang guard, not a timing claim: a call may wait for a killed worker's replacement to boot
