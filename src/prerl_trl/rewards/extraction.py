@@ -23,11 +23,19 @@ _BOX_SEPARATOR = re.compile(r"^(?:\s|\$|,|;|\\quad|\\qquad|\\[,;: ]|\\text\{\s*a
 
 
 def _balanced_group(text: str, start: int, limit: int) -> int | None:
-    """Index just past the ``}`` closing the ``{`` at ``text[start]``, or None (unbalanced/too long)."""
+    r"""Index just past the ``}`` closing the ``{`` at ``text[start]``, or None (unbalanced/too long).
+
+    Escaped braces ``\{`` ``\}`` are skipped; when that never closes the group (a malformed
+    ``\frac{\}{p}``), braces are counted as they stand, as the MATH paper's extraction does.
+    """
+    return _closing_brace(text, start, limit, escapes=True) or _closing_brace(text, start, limit, escapes=False)
+
+
+def _closing_brace(text: str, start: int, limit: int, escapes: bool) -> int | None:
     depth, i, end = 0, start, min(len(text), start + limit + 2)
     while i < end:
         ch = text[i]
-        if ch == "\\":
+        if ch == "\\" and escapes:
             i += 2
             continue
         if ch == "{":
