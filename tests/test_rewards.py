@@ -132,6 +132,25 @@ CASES: list[tuple[str, str, float]] = [
     (r"\pi", r"\pi", 1.0),
     ("3.14", r"\pi", 0.0),
     (r"\infty", r"\infty", 1.0),
+    # a comma followed by a space separates list items; without the space it groups thousands
+    ("32, 349", "32349", 0.0),
+    ("3, 500", "3500", 0.0),
+    ("32,349", "32349", 1.0),
+    (r"32,\!349", "32349", 1.0),
+    ("32349", "32, 349", 0.0),
+    ("349, 32", "32, 349", 1.0),
+    # Euler's number written upright
+    (r"\mathrm{e}^{2}", "e^2", 1.0),
+    ("e^2", r"\mathrm{e}^{2}", 1.0),
+    ("2e", r"2\mathrm{e}", 1.0),
+    ("2", r"2\mathrm{e}", 0.0),
+    (r"\frac{1}{\mathrm{e}}", r"e^{-1}", 1.0),
+    # matrix rows broken by one backslash, as in golds that went through the MATH normalisation
+    (r"\begin{pmatrix} 4 \\ -3 \end{pmatrix}", r"\begin{pmatrix}4\-3\end{pmatrix}", 1.0),
+    (r"\begin{pmatrix} -3 \\ 4 \end{pmatrix}", r"\begin{pmatrix}4\-3\end{pmatrix}", 0.0),
+    (r"\begin{pmatrix}1&2500\\0&1\end{pmatrix}", r"\begin{pmatrix}1&2500\0&1\end{pmatrix}", 1.0),
+    # hedges: "5 or 6" is not the answer 5
+    (r"5\text{ or }6", "5", 0.0),
 ]
 
 
@@ -363,3 +382,145 @@ def test_works_inside_dataloader_workers():
 
     loader = torch.utils.data.DataLoader(Rows(), batch_size=None, num_workers=1, timeout=60)
     assert [float(x) for x in loader] == [1.0, 1.0]
+
+
+# ------------------------------------------------------------------------------------ several boxes
+# (completion, gold, expected): adjacent boxes separated only by commas, spaces, "$" or "and" are one
+# answer, in the completion and in the gold; a box followed by words is superseded by a later one.
+MULTI_BOX_CASES: list[tuple[str, str, float]] = [
+    (r"The roots are $\boxed{1}, \boxed{2}$.", r"\{1,2\}", 1.0),
+    (r"The roots are $\boxed{1}$ and $\boxed{2}$.", "1, 2", 1.0),
+    (r"The roots are $\boxed{2}, \boxed{1}$.", r"\boxed{1, 2}", 1.0),
+    (r"So $\boxed{1, 2}$.", r"\boxed{1}, \boxed{2}", 1.0),
+    (r"So $\boxed{1, 2}$.", r"\boxed{1} and \boxed{3}", 0.0),
+    (r"First \boxed{3}. Wait, that is wrong; the answer is \boxed{4}.", "3, 4", 0.0),
+    (r"First \boxed{3}. Wait, that is wrong; the answer is \boxed{4}.", "4", 1.0),
+    (r"It is \boxed{1} or \boxed{2}.", "1, 2", 0.0),
+    (r"$\boxed{1}, \boxed{2}, \boxed{3}$", "1, 2", 0.0),
+]
+
+
+def test_answers_split_over_several_boxes():
+    got = math_accuracy_reward([c for c, _, _ in MULTI_BOX_CASES], answer=[g for _, g, _ in MULTI_BOX_CASES])
+    wrong = [(c, g, e, r) for (c, g, e), r in zip(MULTI_BOX_CASES, got, strict=True) if r != e]
+    assert not wrong, wrong
+    assert rewards.extract_final_answer(r"$\boxed{a}$;  $\boxed{b}$ and \boxed{c}") == "a, b, c"
+    assert rewards.extract_boxed_answer(r"$\boxed{a}$, $\boxed{b}$") == "b"
+
+
+# ------------------------------------------------------------------- the Hendrycks-MATH string match
+# (prediction inside \boxed{}, gold, string match, math_accuracy): each string-match value is derived
+# by hand from the normalisation rules listed in prerl_trl/rewards/hendrycks.py (rule numbers below);
+# the math_accuracy column is the mathematical truth. Rows where the two differ are the point.
+STRING_CASES: list[tuple[str, str, float, float]] = [
+    (r"\dfrac{1}{2}", r"\frac12", 1.0, 1.0),  # 1: dfrac -> frac; 6: \frac12 -> \frac{1}{2}
+    (r"\tfrac{3}{4}", r"\frac{3}{4}", 1.0, 1.0),  # 1
+    (r"\frac1{72}", r"\frac{1}{72}", 1.0, 1.0),  # 6
+    (r"\left( 1, 3 \right]", "(1,3]", 1.0, 1.0),  # 1: \left, \right dropped; 5: spaces dropped
+    ("0.5", r"\frac{1}{2}", 1.0, 1.0),  # 7
+    (".5", "0.5", 1.0, 1.0),  # 3: leading "." gets a 0, then 7
+    ("1/2", r"\frac{1}{2}", 1.0, 1.0),  # 7: a/b of integers
+    (r"5\text{ cm}", "5", 1.0, 1.0),  # 2: units after "\text{ " dropped
+    (r"5 \text{ cm}", "5", 1.0, 1.0),  # 2, then 5
+    (r"30^\circ", "30", 1.0, 1.0),  # 1
+    (r"30^{\circ}", "30", 1.0, 1.0),  # 1
+    (r"50\%", "50", 1.0, 1.0),  # 3
+    (r"\$18.90", "18.90", 1.0, 1.0),  # 1
+    ("x = 5", "5", 1.0, 1.0),  # 4
+    ("k=7", "7", 1.0, 1.0),  # 4
+    (r"\sqrt2", r"\sqrt{2}", 1.0, 1.0),  # 5
+    (r"\text{Monday}", r"\text{Monday}", 1.0, 1.0),  # identical
+    ("41", "42", 0.0, 0.0),
+    # the string match is stricter: equal numbers written differently
+    ("0.50", r"\frac12", 0.0, 1.0),  # 7 applies to "0.5" exactly
+    (r"\frac{2}{4}", r"\frac12", 0.0, 1.0),  # no arithmetic
+    ("-3/4", r"-\frac{3}{4}", 0.0, 1.0),  # 7 gives \frac{-3}{4}
+    (r"25\%", "0.25", 0.0, 1.0),  # 3 drops \%, leaving 25
+    (r"\$18.90", "18.9", 0.0, 1.0),
+    ("1,000", "1000", 0.0, 1.0),  # the comma stays
+    (r"1,\!000", "1000", 0.0, 1.0),  # 1 drops \!, the comma stays
+    (r"5\text{cm}", "5", 0.0, 1.0),  # 2 needs the space after \text{
+    (r"2\sqrt2", r"\sqrt8", 0.0, 1.0),
+    (r"\sqrt2+1", r"1+\sqrt{2}", 0.0, 1.0),
+    (r"\{2,1\}", r"\{1,2\}", 0.0, 1.0),
+    ("(x+1)^2", "x^2+2x+1", 0.0, 1.0),
+    # 4 strips the gold's "xy" (2 characters) but not the prediction's "xy " (3, before 5 drops spaces)
+    ("xy = 5", "xy=5", 0.0, 1.0),
+    (r"\text{(B)}", "B", 0.0, 1.0),
+    # ... and sometimes more lenient: everything after "\text{ " is dropped
+    (r"5\text{ or }6", "5", 1.0, 0.0),
+    # where a rule gives up (a \sqrt at the very end), the raw strings are compared
+    (r"2 \sqrt", r"2\sqrt", 0.0, 0.0),
+    (r"2\sqrt", r"2\sqrt", 1.0, 1.0),
+]
+
+
+def test_string_match_table():
+    completions = [_completion(pred) for pred, *_ in STRING_CASES]
+    golds = [gold for _, gold, *_ in STRING_CASES]
+    string = rewards.math_string_match_reward(completions, answer=golds)
+    wrong = [(p, g, e, r) for (p, g, e, _), r in zip(STRING_CASES, string, strict=True) if r != e]
+    assert not wrong, "pred, gold, expected, got:\n" + "\n".join(map(repr, wrong))
+    disagreements = [c for c in STRING_CASES if c[2] != c[3]]
+    assert len(disagreements) >= 10
+
+
+def test_math_accuracy_on_the_string_table():
+    rows = [c for c in STRING_CASES if "sqrt}" not in c[0] and not c[0].endswith("\\sqrt")]
+    got = math_accuracy_reward([_completion(p) for p, *_ in rows], answer=[g for _, g, *_ in rows])
+    wrong = [(p, g, e, r) for (p, g, _, e), r in zip(rows, got, strict=True) if r != e]
+    assert not wrong, "pred, gold, expected, got:\n" + "\n".join(map(repr, wrong))
+
+
+def test_string_match_normalisation_steps():
+    norm = rewards.hendrycks_normalize
+    assert norm(r"\left(\dfrac12, 3\right)") == r"(\frac{1}{2},3)"
+    assert norm("k = .5") == r"\frac{1}{2}"
+    assert norm(r"10\text{ inches}") == "10"
+    assert norm(r"\frac{7}{2}") == r"\frac{7}{2}" and norm("7/2") == r"\frac{7}{2}" and norm("07/2") == "07/2"
+    assert norm("a\nb") == "ab" and norm(r"\\frac12") == r"\frac{1}{2}"
+
+
+def test_string_match_reward_columns_none_and_metrics():
+    metrics: dict[str, float] = {}
+    extras: dict[str, list] = {}
+    got = rewards.math_string_match_reward(
+        [_completion("5"), _completion("5"), "no box", r"\boxed{5", _completion("7")],
+        answer=["", None, "5", "5", 7.0],
+        log_metric=metrics.__setitem__,
+        log_extra=extras.__setitem__,
+        trainer_state=object(),
+    )
+    assert got == [None, None, 0.0, 0.0, 1.0]
+    assert metrics == {
+        "math_string_match/unparseable": 1.0,
+        "math_string_match/no_answer": 1.0,
+        "math_string_match/gold_unparseable": 2.0,
+    }
+    assert extras["boxed_answer"] == ["5", "5", "[none]", "[none]", "7"]
+    solution = r"so $\boxed{\dfrac{1}{2}}$"
+    assert rewards.math_string_match_reward([_completion("0.5")], solution=[solution]) == [1.0]
+    # the authors' reward scores the last box only
+    assert rewards.math_string_match_reward([r"\boxed{1}, \boxed{2}"], answer=["1,2"]) == [0.0]
+    with pytest.raises(ValueError, match="math_string_match_reward: `completions` has 2 items"):
+        rewards.math_string_match_reward(["a", "b"], answer=["1"])
+    with pytest.raises(ValueError, match="answer="):
+        rewards.math_string_match_reward(["a"])
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_string_match_adversarial(name):
+    start = time.monotonic()
+    assert rewards.math_string_match_reward([ADVERSARIAL[name]], answer=["5"]) == [0.0]
+    assert time.monotonic() - start < 10.0  # a hang guard: this is plain string work
+
+
+def test_reward_names_resolve_in_recipes():
+    from prerl_trl.cli import REWARD_FUNCS, _reward_funcs
+
+    assert _reward_funcs(["math_string_match", "math_accuracy", "format"]) == [
+        rewards.math_string_match_reward,
+        math_accuracy_reward,
+        format_reward,
+    ]
+    assert set(REWARD_FUNCS) == set(rewards.REWARD_FUNCTIONS)

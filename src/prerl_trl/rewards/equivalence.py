@@ -66,9 +66,24 @@ _EULER = re.compile(r"\\(?:mathrm|text|textrm|operatorname|mathit)\s*\{\s*e\s*\}
 _LIST_COMMA = re.compile(r",\s")
 
 
+# A matrix row break written with one backslash ("4\-3"), as in gold answers that went through the
+# MATH paper's normalisation (which turns "\\" into "\"): only before "-", a digit or ".".
+_MATRIX = re.compile(r"(\\begin\{[pbvBV]?matrix\})(.*?)(\\end\{[pbvBV]?matrix\})", re.S)
+_SINGLE_ROW_BREAK = re.compile(r"(?<!\\)\\(?=[-\d.])")
+
+
+def _repair_matrix_rows(text: str) -> str:
+    if "matrix" not in text:
+        return text
+    return _MATRIX.sub(
+        lambda m: m.group(1) + _SINGLE_ROW_BREAK.sub(lambda _: "\\\\", m.group(2)) + m.group(3), text
+    )
+
+
 def prepare(text: str) -> str:
-    r"""Rewrite forms the parser gets wrong: ``\mathrm{e}`` -> ``e`` (Euler's number), mixed numbers."""
-    return mixed_to_fraction(_EULER.sub("e", text))
+    r"""Rewrite forms the parser gets wrong: ``\mathrm{e}`` -> ``e`` (Euler's number), matrix rows
+    broken by a single backslash (``\begin{pmatrix}4\-3\end{pmatrix}``), mixed numbers."""
+    return mixed_to_fraction(_repair_matrix_rows(_EULER.sub("e", text)))
 
 
 def mixed_to_fraction(text: str) -> str:
