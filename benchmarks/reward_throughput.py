@@ -290,7 +290,9 @@ def _warmup() -> None:
 def _reward_in_dataloader_worker(_: int) -> float:
     from prerl_trl import rewards
 
-    return rewards.math_accuracy_reward([r"so $\boxed{\frac{6}{4}}$"], answer=["1.5"], timeout_seconds=3.0)[0]
+    # a pair the in-process pre-check cannot decide, so a worker process must answer
+    completion = r"so $\boxed{\frac{\sqrt{2}}{2}}$"
+    return rewards.math_accuracy_reward([completion], answer=[r"\frac{1}{\sqrt2}"], timeout_seconds=3.0)[0]
 
 
 def check_contexts(kind: str, timeout: float) -> dict:

@@ -367,7 +367,10 @@ def test_pool_is_bounded_and_reused():
 
 
 def _reward_in_dataloader_worker(_: int) -> float | None:
-    return math_accuracy_reward([_completion(r"\frac{6}{4}")], answer=["1.5"], timeout_seconds=LIMIT)[0]
+    # a pair the in-process pre-check cannot decide, so the worker pool must answer
+    gold, pred = r"\frac{1}{\sqrt2}", r"\frac{\sqrt{2}}{2}"
+    assert equivalence.fast_verdict(gold, pred) is None
+    return math_accuracy_reward([_completion(pred)], answer=[gold], timeout_seconds=LIMIT)[0]
 
 
 def test_works_inside_dataloader_workers():
@@ -524,3 +527,24 @@ def test_reward_names_resolve_in_recipes():
         format_reward,
     ]
     assert set(REWARD_FUNCS) == set(rewards.REWARD_FUNCTIONS)
+
+
+def test_package_settings_still_apply(monkeypatch):
+    """`prerl_trl.rewards.DEFAULT_TIMEOUT_SECONDS` / `MAX_ANSWER_CHARS`, set on the package, rule the calls."""
+    monkeypatch.setattr(rewards, "MAX_ANSWER_CHARS", 3)
+    assert math_accuracy_reward([_completion("1234"), _completion("123")], answer=["1234", "123"]) == [0.0, 1.0]
+    monkeypatch.undo()
+    seen: list[float] = []
+
+    class FakePool:
+        def run(self, pairs, timeout):
+            seen.append(timeout)
+            return [rewards.EQUAL] * len(pairs)
+
+    from prerl_trl.rewards import functions
+
+    monkeypatch.setattr(functions, "get_pool", FakePool)
+    monkeypatch.setattr(rewards, "DEFAULT_TIMEOUT_SECONDS", 0.25)
+    assert math_accuracy_reward([_completion("x^2")], answer=["x*x"]) == [1.0]
+    assert math_accuracy_reward([_completion("x^2")], answer=["x*x"], timeout_seconds=2.0) == [1.0]
+    assert seen == [0.25, 2.0]

@@ -58,7 +58,8 @@ def verify_answers(
     and a None gold is ``GOLD_UNPARSEABLE``. Identical pairs are verified once.
     """
     if timeout_seconds is None:
-        timeout_seconds = _package_setting("DEFAULT_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT_SECONDS
+        setting = _package_setting("DEFAULT_TIMEOUT_SECONDS")
+        timeout_seconds = DEFAULT_TIMEOUT_SECONDS if setting is None else setting
     timeout, max_chars = float(timeout_seconds), _max_chars()
     codes: list[int | None] = [None] * len(golds)
     todo: dict[tuple[str, str], list[int]] = {}
