@@ -149,6 +149,12 @@ CASES: list[tuple[str, str, float]] = [
     (r"\begin{pmatrix} 4 \\ -3 \end{pmatrix}", r"\begin{pmatrix}4\-3\end{pmatrix}", 1.0),
     (r"\begin{pmatrix} -3 \\ 4 \end{pmatrix}", r"\begin{pmatrix}4\-3\end{pmatrix}", 0.0),
     (r"\begin{pmatrix}1&2500\\0&1\end{pmatrix}", r"\begin{pmatrix}1&2500\0&1\end{pmatrix}", 1.0),
+    # thousands separators inside a fraction, a leading \approx in the gold
+    (r"\frac{1}{29322216}", r"\frac{1}{29,322,216}", 1.0),
+    (r"\dfrac{2469}{20000}", r"\frac{2469}{20,000}", 1.0),
+    ("0.12345", r"\frac{2469}{20,000}", 1.0),
+    ("8.24", r"\approx8.24", 1.0),
+    ("8.25", r"\approx8.24", 0.0),
     # hedges: "5 or 6" is not the answer 5
     (r"5\text{ or }6", "5", 0.0),
 ]

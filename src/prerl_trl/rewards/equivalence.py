@@ -80,10 +80,17 @@ def _repair_matrix_rows(text: str) -> str:
     )
 
 
+# Thousands separators inside a fraction's braces: \frac{1}{29,322,216}
+_GROUPED_BRACE = re.compile(r"(?:(?<=frac)|(?<=\}))\{(\d{1,3}(?:,\d{3})+)\}")
+_APPROX = re.compile(r"^\s*\\approx\s*")
+
+
 def prepare(text: str) -> str:
     r"""Rewrite forms the parser gets wrong: ``\mathrm{e}`` -> ``e`` (Euler's number), matrix rows
-    broken by a single backslash (``\begin{pmatrix}4\-3\end{pmatrix}``), mixed numbers."""
-    return mixed_to_fraction(_repair_matrix_rows(_EULER.sub("e", text)))
+    broken by a single backslash (``\begin{pmatrix}4\-3\end{pmatrix}``), thousands separators in
+    braces (``\frac{1}{29,322,216}``), a leading ``\approx``, mixed numbers."""
+    text = _GROUPED_BRACE.sub(lambda m: "{" + m.group(1).replace(",", "") + "}", _EULER.sub("e", text))
+    return mixed_to_fraction(_repair_matrix_rows(_APPROX.sub("", text)))
 
 
 def mixed_to_fraction(text: str) -> str:
