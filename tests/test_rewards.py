@@ -554,3 +554,16 @@ def test_package_settings_still_apply(monkeypatch):
     assert math_accuracy_reward([_completion("x^2")], answer=["x*x"]) == [1.0]
     assert math_accuracy_reward([_completion("x^2")], answer=["x*x"], timeout_seconds=2.0) == [1.0]
     assert seen == [0.25, 2.0]
+
+
+def test_eval_verifier_selects_the_reward():
+    from prerl_trl import evaluation
+
+    completions = [_completion(r"\frac{2}{4}"), _completion(r"\frac12"), "no box"]
+    assert evaluation.score_completions(completions, r"\frac12") == [True, True, False]
+    assert evaluation.score_completions(completions, r"\frac12", verifier="math_string_match") == [False, True, False]
+    assert evaluation.build_parser().parse_args(
+        ["--model", "m", "--dataset", "d", "--output-dir", "o", "--verifier", "math_string_match"]
+    ).verifier == "math_string_match"
+    with pytest.raises(SystemExit):
+        evaluation.build_parser().parse_args(["--model", "m", "--dataset", "d", "--output-dir", "o", "--verifier", "x"])
