@@ -15,7 +15,7 @@ true verdict, so the run also reports accuracy, and how often we are right where
 
     python benchmarks/reward_throughput.py --n 300 --output outputs/reward_throughput.json
 
-``--pool pebble-spawn`` / ``--pool pebble-fork`` run our reward on ``pebble.ProcessPool`` (whose
+``--pool pebble-spawn`` / ``--pool pebble-fork`` (``pip install pebble``) run our reward on ``pebble.ProcessPool`` (whose
 ``schedule(fn, timeout=...)`` kills and replaces a worker that runs over) instead of our own pool,
 and ``--contexts`` adds the worst latency from two threads at once and the verdict inside a
 PyTorch DataLoader worker (a daemonic process). ``--skip-trl`` leaves TRL's side out.
