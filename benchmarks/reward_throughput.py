@@ -14,6 +14,13 @@ Gold answers are bare LaTeX (as in MATH-500 or AIME ``answer`` columns). Every i
 true verdict, so the run also reports accuracy, and how often we are right where TRL returns None.
 
     python benchmarks/reward_throughput.py --n 300 --output outputs/reward_throughput.json
+
+``--pool pebble-spawn`` / ``--pool pebble-fork`` (``pip install pebble``) run our reward on ``pebble.ProcessPool`` (whose
+``schedule(fn, timeout=...)`` kills and replaces a worker that runs over) instead of our own pool,
+and ``--contexts`` adds the worst latency from two threads at once and the verdict inside a
+PyTorch DataLoader worker (a daemonic process). ``--skip-trl`` leaves TRL's side out.
+
+    python benchmarks/reward_throughput.py --skip-trl --contexts --pool pebble-fork
 """
 
 from __future__ import annotations
@@ -162,9 +169,9 @@ def _trl_child(conn, items: list[dict], start: int) -> None:
     from trl.rewards import accuracy_reward
 
     # warm the parser's caches as our workers do at boot, so both sides are timed warm
-    from prerl_trl.rewards import _WARMUP_PAIRS
+    from prerl_trl.rewards.equivalence import WARMUP_PAIRS
 
-    for gold, pred in _WARMUP_PAIRS:
+    for gold, pred in WARMUP_PAIRS:
         accuracy_reward([[{"role": "assistant", "content": f"$\\boxed{{{pred}}}$"}]], [f"${gold}$"])
     conn.send(("ready", None, 0.0))
     for i in range(start, len(items)):
@@ -208,6 +215,125 @@ def run_trl(items: list[dict], guard: float) -> tuple[list, list[float]]:
 # ----------------------------------------------------------------------------------------- our side
 
 
+def _pebble_init() -> None:
+    from prerl_trl.rewards import equivalence
+
+    equivalence.worker_setup()
+    for gold, pred in equivalence.WARMUP_PAIRS:
+        equivalence.worker_verify(gold, pred)
+
+
+def _pebble_verify(gold: str, pred: str) -> int:
+    from prerl_trl.rewards import equivalence
+
+    return equivalence.worker_verify(gold, pred)
+
+
+class PebblePool:
+    """Our pool's job on pebble: one ``schedule(fn, timeout=...)`` per pair; a timed-out worker is replaced."""
+
+    def __init__(self, size: int, context: str) -> None:
+        from pebble import ProcessPool
+
+        self.size, self.context = size, context
+        self.pool = ProcessPool(max_workers=size, initializer=_pebble_init, context=mp.get_context(context))
+
+    def run(self, pairs: list[tuple[str, str]], timeout: float) -> list[int]:
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        from prerl_trl.rewards.equivalence import ERROR, TIMEOUT
+
+        futures = [self.pool.schedule(_pebble_verify, args=pair, timeout=timeout) for pair in pairs]
+        verdicts = []
+        for future in futures:
+            try:
+                verdicts.append(future.result())
+            except FutureTimeout:
+                verdicts.append(TIMEOUT)
+            except Exception:  # noqa: BLE001 - a crashed worker
+                verdicts.append(ERROR)
+        return verdicts
+
+    def warmup(self) -> None:
+        self.run([("1", f"\\frac{{{i + 2}}}{{{i + 2}}}") for i in range(self.size * 2)], 120.0)
+
+
+_PEBBLE: PebblePool | None = None
+
+
+def use_pool(kind: str) -> None:
+    """Route our reward's worker calls to ``kind``: ``ours`` (prerl_trl.rewards.pool) or ``pebble-<context>``."""
+    global _PEBBLE
+    if kind == "ours":
+        return
+    from prerl_trl.rewards import functions, pool
+
+    context = kind.split("-", 1)[1]
+
+    def get_pool() -> PebblePool:
+        global _PEBBLE
+        if _PEBBLE is None or _PEBBLE.pool is None:
+            _PEBBLE = PebblePool(pool._default_workers(), context)
+        return _PEBBLE
+
+    functions.get_pool = get_pool
+
+
+def _warmup() -> None:
+    from prerl_trl import rewards
+    from prerl_trl.rewards import functions
+
+    pool = functions.get_pool()
+    pool.warmup() if isinstance(pool, PebblePool) else rewards.warmup_verifier()
+
+
+def _reward_in_dataloader_worker(_: int) -> float:
+    from prerl_trl import rewards
+
+    # a pair the in-process pre-check cannot decide, so a worker process must answer
+    completion = r"so $\boxed{\frac{\sqrt{2}}{2}}$"
+    return rewards.math_accuracy_reward([completion], answer=[r"\frac{1}{\sqrt2}"], timeout_seconds=3.0)[0]
+
+
+def check_contexts(kind: str, timeout: float) -> dict:
+    """Worst latency of an adversarial call made from two threads at once, and a verdict in a DataLoader worker."""
+    import threading
+
+    from prerl_trl import rewards
+
+    latencies: list[float] = []
+
+    def call() -> None:
+        t0 = time.perf_counter()
+        rewards.math_accuracy_reward([r"\boxed{(10^{10^{10^{10}}})!}"], answer=["5"], timeout_seconds=timeout)
+        latencies.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    result: dict = {"threads_worst_latency_seconds": max(latencies) if len(latencies) == 2 else None}
+    try:
+        import torch
+
+        class Rows(torch.utils.data.Dataset):
+            def __len__(self) -> int:
+                return 2
+
+            def __getitem__(self, i: int) -> float:
+                use_pool(kind)  # the worker process routes its own calls
+                return _reward_in_dataloader_worker(i)
+
+        loader = torch.utils.data.DataLoader(Rows(), batch_size=None, num_workers=1, timeout=120)
+        t0 = time.perf_counter()
+        result["dataloader_verdicts"] = [float(x) for x in loader]
+        result["dataloader_seconds"] = time.perf_counter() - t0
+    except Exception as err:  # noqa: BLE001 - reported, not raised
+        result["dataloader_error"] = f"{type(err).__name__}: {str(err).splitlines()[-1][:200]}"
+    return result
+
+
 def _score_batches(
     items: list[dict], batch_size: int, timeout: float | None, log_metric=None
 ) -> tuple[list, float]:
@@ -229,7 +355,7 @@ def _score_batches(
 def run_ours(items: list[dict], batch_size: int, timeout: float | None) -> dict:
     from prerl_trl import rewards
 
-    rewards.warmup_verifier()
+    _warmup()
     metrics: dict[str, float] = {}
 
     def log_metric(name: str, value: float) -> None:
@@ -274,6 +400,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--trl-guard", type=float, default=20.0, help="kill TRL after this many seconds per item"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool", choices=("ours", "pebble-spawn", "pebble-fork"), default="ours")
+    parser.add_argument("--skip-trl", action="store_true", help="time our reward only")
+    parser.add_argument("--contexts", action="store_true", help="also time calls from threads and a DataLoader worker")
     parser.add_argument("--output", type=Path, default=Path("outputs/reward_throughput.json"))
     args = parser.parse_args(argv)
 
@@ -286,9 +415,42 @@ def main(argv: list[str] | None = None) -> dict:
         f"{len(items)} items ({n_adv} adversarial), {os.cpu_count()} CPUs, our limit {limit:g}s", flush=True
     )
 
+    use_pool(args.pool)
+    ours = run_ours(items, args.batch_size, args.timeout)
+    ours_summary = {
+        "pool": args.pool,
+        "verifications_per_second": len(items) / ours["batch_seconds"],
+        "batch_seconds": ours["batch_seconds"],
+        "batch_size": args.batch_size,
+        "single_call_per_second": len(items) / sum(ours["latencies"]),
+        "worst_latency_seconds": max(ours["latencies"]),
+        "median_latency_seconds": statistics.median(ours["latencies"]),
+        "calls_over_limit": sum(t > limit + 1.0 for t in ours["latencies"]),
+        "clean_verifications_per_second": (len(items) - n_adv) / ours["clean_seconds"],
+        "accuracy": _accuracy(ours["verdicts"], items),
+        "none": sum(v is None for v in ours["verdicts"]),
+        "metrics": ours["metrics"],
+    }
+    if args.contexts:
+        ours_summary["contexts"] = check_contexts(args.pool, limit)
+    if args.skip_trl:
+        o = ours_summary
+        print(
+            f"ours ({args.pool}): {o['verifications_per_second']:.1f}/s (batches of {args.batch_size}), "
+            f"{o['clean_verifications_per_second']:.1f}/s without adversarial items, worst single call "
+            f"{o['worst_latency_seconds']:.2f}s, median {o['median_latency_seconds']:.3f}s, "
+            f"{o['calls_over_limit']} over the limit, accuracy {o['accuracy']:.3f}"
+        )
+        if args.contexts:
+            print(f"contexts: {o['contexts']}")
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"n": len(items), "adversarial": n_adv, "cpus": os.cpu_count(),
+                                           "limit_seconds": limit, "ours": ours_summary}, indent=2))
+        print(f"wrote {args.output}")
+        return {"ours": ours_summary}
+
     trl_verdicts, trl_seconds = run_trl(items, args.trl_guard)
     trl_total = sum(trl_seconds)
-    ours = run_ours(items, args.batch_size, args.timeout)
 
     # like for like: the non-adversarial items on which TRL returns a verdict (TRL skips bare LaTeX golds)
     both = [
@@ -307,19 +469,7 @@ def main(argv: list[str] | None = None) -> dict:
         "adversarial": n_adv,
         "cpus": os.cpu_count(),
         "limit_seconds": limit,
-        "ours": {
-            "verifications_per_second": len(items) / ours["batch_seconds"],
-            "batch_seconds": ours["batch_seconds"],
-            "batch_size": args.batch_size,
-            "single_call_per_second": len(items) / sum(ours["latencies"]),
-            "worst_latency_seconds": max(ours["latencies"]),
-            "median_latency_seconds": statistics.median(ours["latencies"]),
-            "calls_over_limit": sum(t > limit + 1.0 for t in ours["latencies"]),
-            "clean_verifications_per_second": n_clean / ours["clean_seconds"],
-            "accuracy": _accuracy(ours["verdicts"], items),
-            "none": sum(v is None for v in ours["verdicts"]),
-            "metrics": ours["metrics"],
-        },
+        "ours": ours_summary,
         "trl": {
             "verifications_per_second": len(items) / trl_total,
             "seconds": trl_total,

@@ -8,6 +8,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import datasets
@@ -151,3 +152,83 @@ def test_answers_feed_the_reward():
     completions = [r"\boxed{(3, \pi/2)}", r"\boxed{[1, \infty)}"]
     assert math_accuracy_reward(completions, **ds.to_dict()) == [1.0, 1.0]
     assert data.build_prompt("p", conversational=False, system_prompt=None) == "p"
+
+
+# ------------------------------------------------------------------------- verl-format parquet files
+# Slices of the paper authors' own files (MATH train: the first 31 rows, two rows with an "=" gold,
+# the empty gold at index 5341, the malformed one at 6811 and three matrices whose row breaks lost a
+# backslash, 6754, 6757, 6762; AIME 2024: the first 3 rows).
+VERL_MATH = DATA / "verl_math_train.parquet"
+VERL_AIME = DATA / "verl_aime_2024.parquet"
+
+
+def _raw_rows(path: Path) -> list[dict]:
+    """The file's rows read with pyarrow, independently of `datasets` and of the loader."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+@pytest.mark.parametrize("path", [VERL_MATH, VERL_AIME], ids=lambda p: p.name)
+def test_verl_parquet_is_read_as_it_is(path):
+    rows = _raw_rows(path)
+    answered = [r for r in rows if r["reward_model"]["ground_truth"].strip()]
+    ds = load_math_dataset(str(path))
+    assert ds.column_names == ["prompt", "answer"]
+    assert ds["answer"] == [r["reward_model"]["ground_truth"] for r in answered]
+    assert ds["prompt"] == [[{"role": m["role"], "content": m["content"]} for m in r["prompt"]] for r in answered]
+    kept = load_math_dataset(str(path), drop_unanswered=False)
+    assert len(kept) == len(rows)
+
+
+def test_verl_parquet_plain_text_and_max_samples():
+    rows = _raw_rows(VERL_AIME)
+    ds = load_math_dataset(str(VERL_AIME), conversational=False, max_samples=2)
+    system, user = rows[0]["prompt"][0]["content"], rows[0]["prompt"][1]["content"]
+    assert ds["prompt"][0] == f"{user}\n\n{system}"
+    assert len(ds) == 2
+
+
+def test_verl_gold_answers_verify_against_themselves_under_both_rewards():
+    """Every non-empty gold answer of the slice, boxed, scores 1.0 against itself (the malformed
+    `2007+\\frac{\\}{p}i2` included); through the math-verify workers too, not only the string pre-check."""
+    from prerl_trl import rewards
+    from prerl_trl.rewards import equivalence
+
+    golds = [r["reward_model"]["ground_truth"] for r in _raw_rows(VERL_MATH)]
+    golds = [g for g in golds if g.strip()]
+    assert r"2007+\frac{\}{p}i2" in golds
+    completions = [f"So the answer is $\\boxed{{{g}}}$." for g in golds]
+    assert rewards.math_string_match_reward(completions, answer=golds) == [1.0] * len(golds)
+    assert rewards.math_accuracy_reward(completions, answer=golds) == [1.0] * len(golds)
+    # math-verify itself (no string pre-check), as a worker runs it; the malformed gold does not parse
+    equivalence.worker_setup()
+    verdicts = [equivalence.worker_verify(equivalence.prepare(g), equivalence.prepare(g)) for g in golds]
+    assert verdicts == [rewards.EQUAL if "\\}" not in g else rewards.GOLD_UNPARSEABLE for g in golds]
+
+
+# ----------------------------------------------------------------------- missing files: one clear line
+@pytest.mark.parametrize("name", ["data/nosuch.jsonl", "nosuch.jsonl", "./nosuch", "sub/dir/rows.parquet"])
+def test_missing_local_file_says_file_not_found(name, monkeypatch):
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub must not be asked for a missing local file")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    with pytest.raises(FileNotFoundError, match=rf"dataset file not found: '{re.escape(name)}'"):
+        load_math_dataset(name)
+
+
+def test_missing_data_files_says_file_not_found():
+    with pytest.raises(FileNotFoundError, match=r"file not found: 'nosuch/rows.jsonl'"):
+        load_math_dataset("math", data_files="nosuch/rows.jsonl")
+
+
+def test_missing_file_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
+    from prerl_trl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--model_name_or_path", "x", "--dataset_name", "data/nosuch.jsonl",
+                 "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--use_cpu", "true"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "dataset file not found: 'data/nosuch.jsonl'" in err[0]

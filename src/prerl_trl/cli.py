@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 TRAINERS = ("dsrl", "prerl", "grpo")
-REWARD_FUNCS = ("math_accuracy", "format")
+REWARD_FUNCS = ("math_accuracy", "math_string_match", "format")
 
 
 @dataclass
@@ -44,7 +44,10 @@ class TrainScriptArguments:
     )
     reward_funcs: list[str] = field(
         default_factory=lambda: ["math_accuracy"],
-        metadata={"help": "Reward functions: 'math_accuracy', 'format', or dotted import paths (my_lib.my_reward)."},
+        metadata={
+            "help": "Reward functions: 'math_accuracy' (math-verify), 'math_string_match' (the Hendrycks-MATH string "
+            "match of the paper's runs), 'format', or dotted import paths (my_lib.my_reward)."
+        },
     )
     problem_field: str | None = field(
         default=None, metadata={"help": "Problem column of the dataset (default: problem, else question)."}
@@ -142,9 +145,7 @@ def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, Any, Any]:
 
 
 def _reward_funcs(names: list[str]) -> list:
-    from .rewards import format_reward, math_accuracy_reward
-
-    registry = {"math_accuracy": math_accuracy_reward, "format": format_reward}
+    from .rewards import REWARD_FUNCTIONS as registry
     funcs = []
     for name in names:
         if name in registry:

@@ -4,11 +4,16 @@ r"""Math datasets in the paper's prompt format: rows with ``prompt`` and ``answe
 >>> ds = load_math_dataset("aime24")                     # HuggingFaceH4/aime_2024
 >>> ds = load_math_dataset("my_problems.jsonl")          # local: 'problem'/'question' + 'answer'
 >>> ds = load_math_dataset("rows.parquet", problem_field="q", solution_field="worked")
+>>> ds = load_math_dataset("math_train.parquet")         # verl format, read as it is
 
 Each row has ``prompt`` (conversational by default: the paper's system prompt then the problem as
 the user turn; ``conversational=False`` gives plain text) and ``answer``: a bare LaTeX gold answer
 for :func:`prerl_trl.rewards.math_accuracy_reward`. Answers are taken from an answer column, or
 extracted from a worked solution's last ``\boxed{}`` (or GSM8K's ``#### n``).
+
+verl-format files (a ``prompt`` column of chat messages and a ``reward_model`` column holding
+``{"ground_truth": ...}``, as verl's data preprocessing writes them) are read as they are: the
+file's messages are the prompt and ``reward_model.ground_truth`` the answer.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .rewards import extract_boxed_answer
+from .rewards.extraction import extract_boxed_answer
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +147,18 @@ def extract_answer(value: Any, from_solution: bool = False) -> str | None:
     return text or None
 
 
+def _looks_like_file(name: str) -> bool:
+    """A local path by its look: a data-file suffix, or an explicit ``./``, ``../``, ``/`` or ``~`` prefix."""
+    return name.lower().endswith(tuple(_FILE_BUILDERS)) or name.startswith(("./", "../", "/", "~", ".\\"))
+
+
+def _check_files_exist(data_files: Any) -> None:
+    files = [data_files] if isinstance(data_files, str) else list(data_files)
+    for file in files:
+        if isinstance(file, str) and not any(ch in file for ch in "*?[") and not os.path.exists(file):
+            raise FileNotFoundError(f"data_files: file not found: {file!r} (from {os.getcwd()})")
+
+
 def _load_raw(source: str, split: str, config_name: str | None, data_files: Any) -> Any:
     """``datasets.load_dataset`` for a hub id, a local file or directory, or explicit ``data_files``."""
     import datasets
@@ -149,6 +166,7 @@ def _load_raw(source: str, split: str, config_name: str | None, data_files: Any)
     if data_files is None and os.path.isfile(source):
         data_files = source
     if data_files is not None:
+        _check_files_exist(data_files)
         first = data_files if isinstance(data_files, str) else next(iter(data_files))
         builder = _FILE_BUILDERS.get(os.path.splitext(str(first))[1].lower())
         if builder is None:
@@ -212,6 +230,11 @@ def load_math_dataset(
     """
     key = name_or_path.lower()
     spec = KNOWN_DATASETS.get(key)
+    if spec is None and data_files is None and _looks_like_file(name_or_path) and not os.path.exists(name_or_path):
+        raise FileNotFoundError(
+            f"dataset file not found: {name_or_path!r} (from {os.getcwd()}); check the path, or use a known "
+            f"name ({', '.join(sorted(KNOWN_DATASETS))}) or a hub id such as 'org/name'."
+        )
     if (
         spec is None
         and data_files is None
@@ -236,6 +259,8 @@ def load_math_dataset(
     raw = _load_raw(source, split, config_name, data_files)
     columns = list(raw.column_names)
     label = f"{name_or_path!r}" + (f" ({source})" if source != name_or_path else "")
+    if _is_verl_format(raw) and problem_field is None and answer_field is None and solution_field is None:
+        return _from_verl(raw, label, conversational, max_samples, drop_unanswered)
 
     problem_col = _pick(columns, problem_field, _PROBLEM_CANDIDATES)
     if problem_col not in columns:
@@ -269,6 +294,11 @@ def load_math_dataset(
         }
 
     dataset = raw.map(convert, remove_columns=columns, desc=f"Formatting {name_or_path}")
+    return _finish(dataset, label, drop_unanswered)
+
+
+def _finish(dataset: Any, label: str, drop_unanswered: bool) -> Any:
+    """Rename the working columns to ``prompt`` / ``answer`` and drop unanswered rows (logged)."""
     dataset = dataset.rename_columns({"_prerl_prompt": "prompt", "_prerl_answer": "answer"})
     dataset = dataset.select_columns(["prompt", "answer"])
     if drop_unanswered:
@@ -277,6 +307,36 @@ def load_math_dataset(
         if len(dataset) < before:
             logger.warning("%s: dropped %d rows without an extractable answer", label, before - len(dataset))
     return dataset
+
+
+def _is_verl_format(raw: Any) -> bool:
+    """verl's schema: ``prompt`` is a list of chat messages and ``reward_model`` holds ``ground_truth``."""
+    import datasets
+
+    features = raw.features
+    if "prompt" not in features or "reward_model" not in features:
+        return False
+    prompt, reward = features["prompt"], features["reward_model"]
+    list_types = tuple(t for t in (list, getattr(datasets, "List", None), getattr(datasets, "Sequence", None)) if t)
+    return isinstance(prompt, list_types) and isinstance(reward, dict) and "ground_truth" in reward
+
+
+def _from_verl(raw: Any, label: str, conversational: bool, max_samples: int | None, drop_unanswered: bool) -> Any:
+    """A verl-format dataset as it is: the file's messages, and ``reward_model.ground_truth``."""
+    if max_samples is not None:
+        raw = raw.select(range(min(max_samples, len(raw))))
+
+    def convert(row: dict) -> dict:
+        messages = [{"role": m["role"], "content": m["content"]} for m in row["prompt"]]
+        if not conversational:  # the user turn, then the system instruction, as build_prompt does
+            system = " ".join(m["content"] for m in messages if m["role"] == "system")
+            user = "\n\n".join(m["content"] for m in messages if m["role"] != "system")
+            messages = f"{user}\n\n{system}" if system else user
+        gold = (row["reward_model"] or {}).get("ground_truth")
+        return {"_prerl_prompt": messages, "_prerl_answer": _to_text(gold)}
+
+    dataset = raw.map(convert, remove_columns=list(raw.column_names), desc=f"Reading {label} (verl format)")
+    return _finish(dataset, label, drop_unanswered)
 
 
 def _looks_like_hub_id(name: str) -> bool:

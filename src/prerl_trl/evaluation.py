@@ -37,6 +37,8 @@ SETTINGS_FILE = "settings.json"
 RESULTS_FILE = "results.json"
 PLOT_FILE = "pass_at_k.png"
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+#: Answer checks `--verifier` can name (reward functions of `prerl_trl.rewards`); not a cache key.
+VERIFIERS = ("math_accuracy", "math_string_match")
 # Settings that change what a cached generation means: a cache made with other values is not reused.
 CACHE_KEY_SETTINGS = ("model", "temperature", "top_p", "max_tokens")
 
@@ -614,25 +616,29 @@ def run_generation(
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def score_completions(completions: list[str], answer: str) -> list[bool | None]:
-    """Check each completion's final answer against `answer` with `math_accuracy_reward` (and its time limit).
+def score_completions(completions: list[str], answer: str, verifier: str = "math_accuracy") -> list[bool | None]:
+    """Check each completion's final answer against `answer` with the reward named `verifier`
+    (`math_accuracy`: math-verify, with its time limit; `math_string_match`: the Hendrycks-MATH string match).
 
     None marks a gold answer the verifier cannot parse."""
     from . import rewards
 
-    scores = rewards.math_accuracy_reward(completions, answer=[answer] * len(completions))
+    if verifier not in VERIFIERS:
+        raise EvaluationError(f"verifier={verifier!r} is unknown; use one of {', '.join(VERIFIERS)}")
+    scores = rewards.REWARD_FUNCTIONS[verifier](completions, answer=[answer] * len(completions))
     return [None if s is None else bool(s > 0.5) for s in scores]
 
 
 def summarize_benchmark(
-    name: str, answers: Sequence[str], samples: Sequence[Sequence[dict[str, Any]]], n: int
+    name: str, answers: Sequence[str], samples: Sequence[Sequence[dict[str, Any]]], n: int,
+    verifier: str = "math_accuracy",
 ) -> dict[str, Any]:
     """Score the n samples of each problem and compute avg@n, pass@k, mean length and behaviour counts."""
     problems, counts, lengths, truncated = [], [], [], 0
     behaviors = dict.fromkeys(BEHAVIORS, 0)
     unparsable = 0
     for index, (answer, recs) in enumerate(zip(answers, samples, strict=True)):
-        scores = score_completions([r["completion"] for r in recs], answer)
+        scores = score_completions([r["completion"] for r in recs], answer, verifier)
         if any(s is None for s in scores):
             unparsable += 1
         correct = sum(1 for s in scores if s)
@@ -781,6 +787,7 @@ def evaluate(
     overwrite: bool = False,
     plot: bool = True,
     progress: bool = True,
+    verifier: str = "math_accuracy",
 ) -> dict[str, Any]:
     """Evaluate `model` on `datasets` (names from `prerl_trl.data` or local files) and write results.json,
     pass_at_k.png and the generation cache to `output_dir`. Returns the results dict.
@@ -811,7 +818,8 @@ def evaluate(
     output_dir = Path(output_dir)
     settings = {"model": str(model), "temperature": float(temperature), "top_p": float(top_p),
                 "max_tokens": int(max_tokens), "n": n, "seed": seed, "backend": backend,
-                "system_prompt": system_prompt, "chat_template": chat_template, "thinking": thinking}
+                "system_prompt": system_prompt, "chat_template": chat_template, "thinking": thinking,
+                "verifier": verifier}
     _check_settings(output_dir, settings, overwrite)
 
     tokenizer = load_tokenizer(model)
@@ -838,7 +846,7 @@ def evaluate(
     results: dict[str, Any] = {"settings": settings, "benchmarks": {}}
     for bench in benchmarks:
         samples = [[cache.get((bench.name, i, s)) for s in range(n)] for i in range(len(bench))]
-        results["benchmarks"][bench.name] = summarize_benchmark(bench.name, bench.answers, samples, n)
+        results["benchmarks"][bench.name] = summarize_benchmark(bench.name, bench.answers, samples, n, verifier)
     results["mean"] = _mean_over_benchmarks(results["benchmarks"])
     _write_json(output_dir / RESULTS_FILE, results)
     if plot:
@@ -910,6 +918,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensor-parallel-size", type=_positive_int, default=1, help="vLLM only")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM only")
     p.add_argument("--overwrite", action="store_true", help="discard the generation cache in --output-dir")
+    p.add_argument("--verifier", choices=VERIFIERS, default="math_accuracy",
+                   help="answer check: math_accuracy (math-verify, default) or math_string_match (the "
+                   "Hendrycks-MATH string match of the paper's runs)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -926,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
             thinking=args.thinking, split=args.split, limit=args.limit, problem_column=args.problem_column,
             answer_column=args.answer_column, dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size,
             gpu_memory_utilization=args.gpu_memory_utilization, overwrite=args.overwrite, plot=not args.no_plot,
-            progress=not args.no_progress,
+            progress=not args.no_progress, verifier=args.verifier,
         )
     except (EvaluationError, OSError) as err:
         print(f"prerl-trl eval: error: {err}", file=sys.stderr)
