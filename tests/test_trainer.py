@@ -280,11 +280,22 @@ def test_model_card_and_tags(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize(
     ("field", "value"),
     [("prerl_sample_filter", "negatives"), ("rl_sample_filter", "wrong"), ("prerl_scale_rewards", "std"),
-     ("dsrl_switch_step", -1), ("loss_type", "grpo"), ("loss_type", "bnpo"), ("use_adaptive_entropy", True)],
+     ("dsrl_switch_step", -1)],
 )
 def test_bad_config_values(tmp_path, field, value):
     with pytest.raises(ValueError, match=field):
         make_config(DSRLConfig, tmp_path, **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("loss_type", "grpo"), ("loss_type", "bnpo"), ("use_adaptive_entropy", True),
+     ("multi_objective_aggregation", "normalize_then_sum"), ("off_policy_mask_threshold", 0.5)],
+)
+def test_prerl_trainer_refuses_options_it_would_ignore_and_dsrl_accepts_them(tiny_model_dir, tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"{field}.*DSRLTrainer"):
+        make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, **{field: value})
+    make_trainer(DSRLTrainer, DSRLConfig, tiny_model_dir, tmp_path, **{field: value})
 
 
 def test_context_token_outside_vocabulary(tiny_model_dir, tmp_path):
@@ -293,16 +304,28 @@ def test_context_token_outside_vocabulary(tiny_model_dir, tmp_path):
 
 
 def test_grpo_config_is_refused(tiny_model_dir, tmp_path):
-    with pytest.raises(TypeError, match="PreRLConfig"):
+    with pytest.raises(TypeError, match="PreRLConfig.*instead of GRPOConfig"):
         PreRLTrainer(tiny_model_dir, reward_funcs=boxed_reward, args=make_config(GRPOConfig, tmp_path))
+    with pytest.raises(TypeError, match="DSRLConfig.*got PreRLConfig.*instead of PreRLConfig"):
+        DSRLTrainer(tiny_model_dir, reward_funcs=boxed_reward, args=make_config(PreRLConfig, tmp_path))
 
 
-def test_reward_function_with_wrong_length_fails_at_construction(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [(lambda n: ["right"] * n, "short_reward.*str"), (lambda n: [0.0] * (n - 1), "short_reward"),
+     (lambda n: None, "short_reward.*NoneType")],
+)
+def test_bad_reward_output_fails_at_its_first_call_naming_the_function(tiny_model_dir, tmp_path, returned, message):
+    calls = []
+
     def short_reward(completions, **kwargs):
-        return [0.0] * (len(completions) - 1)
+        calls.append(len(completions))
+        return returned(len(completions))
 
-    with pytest.raises(ValueError, match="short_reward"):
-        make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, reward=short_reward)
+    trainer = make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, reward=short_reward)
+    assert calls == []  # no call of its own at construction (a reward function may have side effects)
+    with pytest.raises(ValueError, match=message):
+        generate_batch(trainer, generation_rows(trainer))
 
 
 def test_all_none_rewards_skip_the_update(tiny_model_dir, tmp_path):

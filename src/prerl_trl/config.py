@@ -12,11 +12,6 @@ from trl import GRPOConfig
 
 SAMPLE_FILTERS = ("negative", "positive", "all")
 PRERL_SCALE_REWARDS = ("none", "group", "batch")
-# Loss aggregations where a rollout excluded by a sample filter leaves both the loss numerator and its token
-# denominator: "dapo" divides by the kept tokens of the whole (accumulated, all-rank) batch. "grpo" averages per
-# sequence and then over *all* rows, "dr_grpo" divides by a constant, and "bnpo" averages per micro-batch and rank (a
-# micro-batch without kept rollouts still counts as a 0 in the average), so they are refused.
-SUPPORTED_LOSS_TYPES = ("dapo",)
 
 
 def _check_choice(field_name: str, value: object, choices: tuple[str, ...], fix: str = "") -> None:
@@ -95,34 +90,10 @@ class PreRLConfig(GRPOConfig):
         _check_choice("prerl_sample_filter", self.prerl_sample_filter, SAMPLE_FILTERS)
         _check_choice("rl_sample_filter", self.rl_sample_filter, SAMPLE_FILTERS)
         _check_choice("prerl_scale_rewards", self.prerl_scale_rewards, PRERL_SCALE_REWARDS)
-        _check_choice(
-            "loss_type",
-            self.loss_type,
-            SUPPORTED_LOSS_TYPES,
-            " PreRL needs a token-mean loss so that filtered-out rollouts leave the denominator; "
-            "'dapo' is the paper's token-mean over kept tokens.",
-        )
         if self.prerl_loss_coef < 0:
             raise ValueError(f"prerl_loss_coef={self.prerl_loss_coef} must be >= 0 (the paper uses 0.01).")
         if self.rl_loss_coef < 0:
             raise ValueError(f"rl_loss_coef={self.rl_loss_coef} must be >= 0 (0 disables joint mode).")
-        if self.multi_objective_aggregation != "sum_then_normalize":
-            raise ValueError(
-                f"multi_objective_aggregation={self.multi_objective_aggregation!r} is not supported by PreRL: "
-                "pre-train-space advantages are r - group mean of the weighted reward sum. "
-                "Use 'sum_then_normalize'."
-            )
-        if self.use_adaptive_entropy:
-            raise ValueError(
-                "use_adaptive_entropy=True is not supported by PreRL: its controller would step once per loss pass. "
-                "Use a fixed entropy_coef (or 0, as the paper)."
-            )
-        if self.off_policy_mask_threshold is not None:
-            raise ValueError(
-                f"off_policy_mask_threshold={self.off_policy_mask_threshold} is not supported by PreRL: it compares "
-                "training log-probs with vLLM's conditional sampling log-probs, which pre-train-space log-probs "
-                "are not. Set off_policy_mask_threshold=None."
-            )
 
 
 @dataclass

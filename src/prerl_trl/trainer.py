@@ -19,9 +19,11 @@ a correction of the sampling distribution y ~ P(.|x) in both phases.
 
 from __future__ import annotations
 
-import inspect
+import contextlib
+import functools
 import json
 import logging
+import numbers
 import os
 import shutil
 import textwrap
@@ -34,10 +36,9 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 from trl import GRPOTrainer
-from trl.data_utils import is_conversational
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.callbacks import SyncRefModelCallback
-from trl.trainer.utils import use_adapter
+from trl.trainer.utils import is_async_callable, use_adapter
 
 from .advantages import combine_rewards, group_advantages, sample_filter_mask
 from .compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
@@ -72,6 +73,32 @@ def _override_attrs(obj: Any, **values: Any) -> Iterator[None]:
             setattr(obj, name, value)
 
 
+def _checked_reward(func: Any, name: str) -> Any:
+    """Wrap a plain (synchronous, non-model) reward function so that an output that is not one number (or None) per
+    completion fails with the function's name, instead of deep inside TRL. It adds no call of its own."""
+    if isinstance(func, nn.Module) or not callable(func) or is_async_callable(func):
+        return func
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        rewards = func(*args, **kwargs)
+        if rewards is None or isinstance(rewards, (str, bytes)) or not hasattr(rewards, "__len__"):
+            raise ValueError(
+                f"reward_funcs: {name!r} returned {type(rewards).__name__}; a reward function must return a list with "
+                "one float (or None) per completion."
+            )
+        for value in rewards:
+            if value is None or isinstance(value, numbers.Real) or (torch.is_tensor(value) and value.numel() == 1):
+                continue
+            raise ValueError(
+                f"reward_funcs: {name!r} returned a {type(value).__name__} ({value!r:.40}) among its rewards; a reward "
+                "function must return one float (or None) per completion."
+            )
+        return rewards
+
+    return checked
+
+
 class _SkipUpdateWithoutReward(TrainerCallback):
     """Calls `PreRLTrainer._skip_update_without_reward` right before each optimizer step."""
 
@@ -80,6 +107,24 @@ class _SkipUpdateWithoutReward(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.trainer._skip_update_without_reward()
+
+
+class _WarnWithoutSwitch(TrainerCallback):
+    """At the start of training, warn when the run is too short for DSRL to reach its switch."""
+
+    def __init__(self, trainer: DSRLTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        switch = self.trainer.args.dsrl_switch_step
+        if state.max_steps <= switch and not self.trainer._dsrl_switched_before_resume:
+            message = (
+                f"DSRL: this run has {state.max_steps} optimizer steps, and dsrl_switch_step={switch}: it never "
+                "switches to GRPO and trains NSR-PreRL only. Raise max_steps / num_train_epochs or lower "
+                "dsrl_switch_step."
+            )
+            warnings.warn(message, stacklevel=2)
+            logger.warning(message)
 
 
 class PreRLTrainer(GRPOTrainer):
@@ -99,15 +144,18 @@ class PreRLTrainer(GRPOTrainer):
     }
     _config_class: type[PreRLConfig] = PreRLConfig
 
-    def __init__(self, model, reward_funcs, args: PreRLConfig | None = None, **kwargs: Any) -> None:
+    def __init__(self, model, reward_funcs=None, args: PreRLConfig | None = None, **kwargs: Any) -> None:
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = self._config_class(output_dir=f"{str(name).split('/')[-1]}-{self._name}")
         if not isinstance(args, self._config_class):
+            passed = type(args).__name__
             raise TypeError(
-                f"args must be a {self._config_class.__name__}, got {type(args).__name__}. Build it with "
-                f"{self._config_class.__name__}(...) instead of GRPOConfig(...): it adds the prerl_* fields."
+                f"args must be a {self._config_class.__name__}, got {passed}. Build it with "
+                f"{self._config_class.__name__}(...) instead of {passed}(...): it adds the fields of "
+                f"{self._name}."
             )
+        self._check_options(args)
         super().__init__(model, reward_funcs, args=args, **kwargs)
         columns = getattr(self.train_dataset, "column_names", None) or []
         if self._is_vlm or "image" in columns or "images" in columns:
@@ -124,7 +172,7 @@ class PreRLTrainer(GRPOTrainer):
         self._last_completions: list | None = None
         self._window_without_reward = True
         self.add_callback(_SkipUpdateWithoutReward(self))
-        self._check_reward_funcs()
+        self.reward_funcs = [_checked_reward(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names, strict=True)]
 
     # ----------------------------------------------------------------------------------------------------------------
     # Phase
@@ -137,37 +185,26 @@ class PreRLTrainer(GRPOTrainer):
 
     # ----------------------------------------------------------------------------------------------------------------
     # Construction-time checks
-    def _check_reward_funcs(self) -> None:
-        """Call each plain reward function on two dataset rows now, so that a wrong output length fails here."""
-        dataset = self.train_dataset
-        if dataset is None or not hasattr(dataset, "__len__") or len(dataset) == 0:
-            return
-        rows = [dataset[i] for i in range(min(2, len(dataset)))]
-        if "prompt" not in rows[0]:
-            return
-        empty = [{"role": "assistant", "content": ""}] if is_conversational(rows[0]) else ""
-        columns = {key: [row[key] for row in rows] for key in rows[0] if key not in ("prompt", "completion")}
-        for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True):
-            if isinstance(func, nn.Module) or inspect.iscoroutinefunction(func):
-                continue
-            try:
-                rewards = func(
-                    prompts=[row["prompt"] for row in rows],
-                    completions=[empty for _ in rows],
-                    completion_ids=[[] for _ in rows],
-                    trainer_state=self.state,
-                    log_extra=lambda *a, **k: None,
-                    log_metric=lambda *a, **k: None,
-                    **columns,
-                )
-            except Exception as error:  # the function may need real completions: the run-time check remains
-                logger.info("Could not probe reward function %r at construction: %s", name, error)
-                continue
-            if rewards is None or not hasattr(rewards, "__len__") or len(rewards) != len(rows):
-                got = "None" if rewards is None else (len(rewards) if hasattr(rewards, "__len__") else type(rewards))
+    def _check_options(self, args: PreRLConfig) -> None:
+        """Refuse the GRPOConfig options that the pre-train-space loss would silently ignore. PreRLTrainer trains in
+        pre-train space for the whole run, so they would never act; DSRLTrainer honours them after its switch."""
+        refused = {
+            "loss_type": (args.loss_type != "dapo", "the pre-train-space loss is the paper's token mean over kept "
+                          "tokens ('dapo'), whatever loss_type says"),
+            "multi_objective_aggregation": (
+                args.multi_objective_aggregation != "sum_then_normalize",
+                "pre-train-space advantages are r - group mean of the weighted reward sum"),
+            "use_adaptive_entropy": (args.use_adaptive_entropy, "the controller regulates the entropy of P(y|x), "
+                                     "which the pre-train-space loss does not score; use a fixed entropy_coef"),
+            "off_policy_mask_threshold": (
+                args.off_policy_mask_threshold is not None,
+                "it compares conditional sampling log-probs, which pre-train-space log-probs are not"),
+        }
+        for field_name, (bad, reason) in refused.items():
+            if bad:
                 raise ValueError(
-                    f"reward_funcs: {name!r} returned {got} values for {len(rows)} completions. A reward function "
-                    "must return one float (or None) per completion: a list as long as `completions`."
+                    f"{field_name}={getattr(args, field_name)!r} is not supported by {type(self).__name__}: {reason}. "
+                    f"Leave it at its default, or use DSRLTrainer, whose GRPO phase honours it."
                 )
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -266,7 +303,7 @@ class PreRLTrainer(GRPOTrainer):
         rows = slice(self.accelerator.process_index * batch, (self.accelerator.process_index + 1) * batch)
         rewards_per_func = self._last_rewards_per_func
         no_reward = bool(torch.isnan(rewards_per_func).all())
-        if no_reward:
+        if no_reward and pretrain:
             warnings.warn(
                 f"Every reward in this batch is None (step {self.state.global_step}): the batch is skipped, it "
                 "contributes no gradient, and when every batch of an optimizer step is like it, the optimizer step is "
@@ -274,7 +311,9 @@ class PreRLTrainer(GRPOTrainer):
                 stacklevel=2,
             )
         output["prerl_active"] = torch.full((batch,), float(pretrain), device=device)
-        output["prerl_no_reward"] = torch.full((batch,), float(no_reward), device=device)
+        # In the GRPO phase a batch without rewards is left to TRL, exactly as GRPOTrainer handles it.
+        skip_no_reward = no_reward and pretrain
+        output["prerl_no_reward"] = torch.full((batch,), float(skip_no_reward), device=device)
         self._log_behaviors(mode)
 
         if pretrain:
@@ -304,8 +343,8 @@ class PreRLTrainer(GRPOTrainer):
 
         if not pretrain or self.args.rl_loss_coef > 0:
             keep = sample_filter_mask(output["advantages"], self.args.rl_sample_filter)
-            keep = keep & ~torch.tensor(no_reward, device=keep.device)
-            if self.args.rl_sample_filter != "all" or no_reward:
+            keep = keep & ~torch.tensor(skip_no_reward, device=keep.device)
+            if self.args.rl_sample_filter != "all" or skip_no_reward:
                 tool_mask = output.get("tool_mask", torch.ones_like(completion_mask))
                 output["tool_mask"] = tool_mask * keep.unsqueeze(1).to(tool_mask.dtype)
                 output["num_items_in_batch"] = self.accelerator.gather((completion_mask * output["tool_mask"]).sum()).sum()
@@ -415,7 +454,15 @@ class PreRLTrainer(GRPOTrainer):
             loss = self._conditional_loss(model, inputs, 1.0, with_extras=True)
         else:
             view = self._pretrain_view(inputs)
-            with self._marginal_scoring(), self._metrics_namespace(mode, "prerl/"):
+            # The pre-train-space loss is the paper's: token mean over kept tokens whatever loss_type says, no
+            # off-policy mask (it compares conditional log-probs), adaptive entropy paused (it regulates P(y|x)).
+            options: dict[str, Any] = {"loss_type": "dapo", "off_policy_mask_threshold": None}
+            if self.use_adaptive_entropy:
+                options["_entropy_bonus_enabled"] = False
+            # Its metrics keep TRL's names (entropy, clip_ratio/...), prefixed `prerl/` only beside joint mode's
+            # conditional loss, which logs under the plain names.
+            names = self._metrics_namespace(mode, "prerl/") if joint else contextlib.nullcontext()
+            with self._marginal_scoring(), names, _override_attrs(self, **options):
                 loss = self._weighted_loss(model, view, self.args.prerl_loss_coef, with_extras=not joint)
             self._log_marginal_logp(mode, view)
             if joint:
@@ -481,12 +528,19 @@ class DSRLTrainer(PreRLTrainer):
     _name = "DSRL"
     _config_class = DSRLConfig
 
-    def __init__(self, model, reward_funcs, args: DSRLConfig | None = None, **kwargs: Any) -> None:
+    def __init__(self, model, reward_funcs=None, args: DSRLConfig | None = None, **kwargs: Any) -> None:
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._dsrl_switched = False
         self._dsrl_switched_before_resume = False
+        self.add_callback(_WarnWithoutSwitch(self))
+
+    def _check_options(self, args: PreRLConfig) -> None:
+        """Every GRPOConfig option is accepted: the GRPO phase honours it, the NSR-PreRL phase uses the paper's loss."""
 
     def _pretrain_phase(self) -> bool:
+        # A phase never goes back: a run resumed after its switch stays in GRPO, whatever dsrl_switch_step says now.
+        if self._dsrl_switched or self._dsrl_switched_before_resume:
+            return False
         return self.state.global_step < self.args.dsrl_switch_step
 
     def _on_generation_batch(self, pretrain: bool, mode: str) -> None:
@@ -528,7 +582,14 @@ class DSRLTrainer(PreRLTrainer):
         path = os.path.join(checkpoint, DSRL_STATE_FILE) if checkpoint is not None else None
         if path is not None and os.path.exists(path):
             with open(path) as f:
-                self._dsrl_switched_before_resume = bool(json.load(f)["switched"])
+                saved = json.load(f)
+            self._dsrl_switched_before_resume = bool(saved["switched"])
+            if self._dsrl_switched_before_resume and saved.get("dsrl_switch_step") != self.args.dsrl_switch_step:
+                logger.warning(
+                    "This checkpoint was saved after the DSRL switch (dsrl_switch_step=%s); the run stays in GRPO "
+                    "although dsrl_switch_step=%s now: a phase never goes back.",
+                    saved.get("dsrl_switch_step"), self.args.dsrl_switch_step,
+                )
 
     def _announce(self, message: str) -> None:
         """Print on the main process (visible under a progress bar and in notebooks) and log it."""
