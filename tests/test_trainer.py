@@ -268,11 +268,18 @@ def test_reset_optimizer_at_switch_also_when_resumed_at_the_switch(tiny_model_di
 
 
 def test_model_card_and_tags(tiny_model_dir, tmp_path):
-    trainer = make_trainer(DSRLTrainer, DSRLConfig, tiny_model_dir, tmp_path)
+    trainer = make_trainer(DSRLTrainer, DSRLConfig, tiny_model_dir, tmp_path, max_steps=3, dsrl_switch_step=2,
+                           per_device_train_batch_size=8, num_generations=4, prerl_loss_coef=0.05)
+    trainer.train()
     trainer.save_model()
     card = (tmp_path / "out" / "README.md").read_text()
     for text in ("- prerl", "- dsrl", "- grpo", "- trl", "2604.14142", "2402.03300"):
         assert text in card
+    # A local base model is named by its path, and the card records what this run did.
+    assert "[None]" not in card and 'model="None"' not in card and str(tiny_model_dir) in card
+    for text in ("DSRLTrainer", "2 in pre-train space, 1 in GRPO", "dsrl_switch_step=2", "`negative`",
+                 "prerl_loss_coef=0.05", "`boxed_reward`"):
+        assert text in card, text
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -69,18 +69,25 @@ def _config_class(trainer: str):
     return {"dsrl": DSRLConfig, "prerl": PreRLConfig, "grpo": GRPOConfig}[trainer]
 
 
+def _recipe_path(argv: list[str]) -> str | None:
+    """The `--config` YAML of the command line, if any."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def _trainer_choice(argv: list[str]) -> str:
     """Find `trainer` on the command line or in the `--config` YAML, before the dataclasses are chosen."""
     import yaml
 
     choice = "dsrl"
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            with open(argv[i + 1]) as f:
-                choice = (yaml.safe_load(f) or {}).get("trainer", choice)
-        elif arg.startswith("--config="):
-            with open(arg.split("=", 1)[1]) as f:
-                choice = (yaml.safe_load(f) or {}).get("trainer", choice)
+    recipe = _recipe_path(argv)
+    if recipe is not None:
+        with open(recipe) as f:
+            choice = (yaml.safe_load(f) or {}).get("trainer", choice)
     for i, arg in enumerate(argv):
         if arg == "--trainer" and i + 1 < len(argv):
             choice = argv[i + 1]
@@ -204,6 +211,9 @@ def train(argv: list[str]) -> int:
         **({"quantization_config": get_quantization_config(model_args)} if model_args.load_in_4bit or
            model_args.load_in_8bit else {}),
     )
+    recipe = _recipe_path(argv)
+    if recipe is not None:
+        trainer.recipe = os.path.basename(recipe)  # recorded in the model card
     # Nothing is lost when a run dies: pick up the last checkpoint in output_dir unless told otherwise.
     resume = training_args.resume_from_checkpoint
     if resume is None and os.path.isdir(training_args.output_dir):

@@ -106,6 +106,7 @@ class _SkipUpdateWithoutReward(TrainerCallback):
         self.trainer = trainer
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer._steps_run["pre-train space" if self.trainer._last_pretrain else "GRPO"] += 1
         self.trainer._skip_update_without_reward()
 
 
@@ -171,6 +172,8 @@ class PreRLTrainer(GRPOTrainer):
         self._last_rewards_per_func: torch.Tensor | None = None
         self._last_completions: list | None = None
         self._window_without_reward = True
+        self._last_pretrain = True
+        self._steps_run = {"pre-train space": 0, "GRPO": 0}  # optimizer steps of this run, for the model card
         self.add_callback(_SkipUpdateWithoutReward(self))
         self.reward_funcs = [_checked_reward(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names, strict=True)]
 
@@ -469,6 +472,8 @@ class PreRLTrainer(GRPOTrainer):
                 loss = self._backward_early(loss)
                 loss = loss + self._conditional_loss(model, inputs, self.args.rl_loss_coef, with_extras=True)
         self._metrics[mode]["prerl/active"].append(float(pretrain))
+        if mode == "train":
+            self._last_pretrain = pretrain
         if mode == "train" and "prerl_no_reward" in inputs:
             self._window_without_reward &= bool(inputs["prerl_no_reward"][0].item())
         return loss
@@ -503,6 +508,45 @@ class PreRLTrainer(GRPOTrainer):
 
     # ----------------------------------------------------------------------------------------------------------------
     # Saving
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
+        """TRL's card, with the base model named even when it is a local path, and a section that records how this
+        run trained: trainer, phases actually run, filters, coefficients, reward functions and dataset."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        path = os.path.join(self.args.output_dir, "README.md")
+        with open(path) as f:
+            card = f.read()
+        base = self.model.config._name_or_path or "an unnamed model"
+        card = card.replace("fine-tuned version of [None](https://huggingface.co/None)", f"fine-tuned version of `{base}`")
+        card = card.replace('model="None"', f'model="{self.hub_model_id or self.args.output_dir}"')
+        card = card.replace("### Framework versions", self._training_summary() + "\n### Framework versions", 1)
+        with open(path, "w") as f:
+            f.write(card)
+
+    def _training_summary(self) -> str:
+        args = self.args
+        dataset = getattr(self.train_dataset, "info", None)
+        dataset_name = getattr(dataset, "dataset_name", None) or getattr(dataset, "config_name", None) or "a local dataset"
+        rows = [
+            ("trainer", f"{type(self).__name__} (prerl-trl)"),
+            ("base model", f"`{self.model.config._name_or_path}`"),
+            ("optimizer steps run", ", ".join(f"{n} in {phase}" for phase, n in self._steps_run.items())),
+            ("pre-train-space filter", f"`{args.prerl_sample_filter}` (`prerl_sample_filter`)"),
+            ("coefficients", f"`prerl_loss_coef={args.prerl_loss_coef}`, `rl_loss_coef={args.rl_loss_coef}`, "
+                             f"`beta={args.beta}`, `learning_rate={args.learning_rate}`"),
+            ("conditional filter", f"`{args.rl_sample_filter}` (`rl_sample_filter`)"),
+            ("reward functions", ", ".join(f"`{name}`" for name in self.reward_func_names)),
+            ("dataset", f"{dataset_name} ({len(self.train_dataset) if hasattr(self.train_dataset, '__len__') else '?'} rows)"),
+        ]
+        if isinstance(args, DSRLConfig):
+            rows.insert(3, ("switch", f"`dsrl_switch_step={args.dsrl_switch_step}`"))
+        recipe = getattr(self, "recipe", None)  # set by `prerl-trl train --config`
+        if recipe:
+            rows.append(("recipe", f"`{recipe}`"))
+        table = "\n".join(f"| {key} | {value} |" for key, value in rows)
+        return f"### PreRL training\n\n| | |\n| --- | --- |\n{table}\n"
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the model, and (outside checkpoints) the model card that cites PreRL beside GRPO."""
         super().save_model(output_dir, _internal_call=_internal_call)
