@@ -85,6 +85,7 @@ def test_metric_names_and_phase_trace_across_the_switch(tiny_model_dir, tmp_path
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=16, num_generations=4, max_completion_length=8,
         max_steps=4, dsrl_switch_step=2, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
         use_cpu=True, save_strategy="no", seed=3, disable_tqdm=True, loss_type=loss_type, beta=0.05,
+        prerl_kl_space="pretrain",
     )
     trainer = DSRLTrainer(tiny_model_dir, reward_funcs=boxed_reward, args=args, train_dataset=toy_dataset(repeat=4))
     trainer.train()

@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerFast
 
 from prerl_trl.advantages import (
     combine_rewards,
+    estimate_advantages,
     group_advantages,
     nsr_advantages,
     sample_filter_mask,
@@ -74,6 +75,18 @@ def test_filters_and_estimators():
     rewards = torch.tensor([1.0, 0.0, 1.0])
     assert nsr_advantages(rewards).tolist() == [0.0, -1.0, 0.0]
     assert w_reinforce_advantages(rewards, 0.1).tolist() == pytest.approx([0.1, -1.0, 0.1])
+
+
+def test_estimate_advantages_by_name_against_hand_values():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, math.nan])  # two groups of three; one unscorable rollout
+    # group mean: group 1 mean 1/3; group 2 mean over the scorable two is 1/2, and the NaN rollout gets 0
+    expected = [2 / 3, -1 / 3, -1 / 3, -0.5, 0.5, 0.0]
+    assert estimate_advantages(rewards, 3, "group_mean").tolist() == pytest.approx(expected)
+    assert estimate_advantages(rewards, 3, "nsr").tolist() == [0.0, -1.0, -1.0, -1.0, 0.0, 0.0]
+    got = estimate_advantages(rewards, 3, "w_reinforce", positive_weight=0.25).tolist()
+    assert got == pytest.approx([0.25, -1.0, -1.0, -1.0, 0.25, 0.0])
+    with pytest.raises(ValueError, match="reinforce"):
+        estimate_advantages(rewards, 3, "reinforce")
 
 
 def make_tokenizer(vocab: list[str], **special) -> PreTrainedTokenizerFast:

@@ -369,7 +369,9 @@ def test_reference_model_is_scored_in_pretrain_space(tiny_model_dir, tmp_path, u
 
     beta = 0.2
     peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if use_peft else None
-    args = make_config(PreRLConfig, tmp_path, beta=beta, prerl_sample_filter="all", prerl_loss_coef=1.0)
+    args = make_config(
+        PreRLConfig, tmp_path, beta=beta, prerl_sample_filter="all", prerl_loss_coef=1.0, prerl_kl_space="pretrain"
+    )
     trainer = PreRLTrainer(
         tiny_model_dir, reward_funcs=boxed_reward, args=args, train_dataset=toy_dataset(), peft_config=peft_config
     )
@@ -402,3 +404,42 @@ def test_multimodal_dataset_is_refused(tiny_model_dir, tmp_path):
     dataset = toy_dataset().add_column("image", [None] * len(toy_dataset()))
     with pytest.raises(ValueError, match="multimodal"):
         make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, dataset=dataset)
+
+
+def test_default_kl_space_is_the_authors_no_kl_in_the_pre_train_phase(tiny_model_dir, tmp_path):
+    trainer = make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, beta=0.2, prerl_sample_filter="all",
+                           prerl_loss_coef=1.0)
+    rows = generation_rows(trainer)
+    inputs = generate_batch(trainer, rows)
+    assert "prerl_ref_per_token_logps" not in inputs and "ref_per_token_logps" not in inputs
+    tokenizer, context_id = im_start_id(tiny_model_dir)
+    advantages = group_mean_advantages(reference_rewards(tokenizer, inputs, rows))
+    got, params = trainer_grads(trainer, inputs)
+    keep = torch.ones_like(advantages).bool()
+    assert_grads_close(got, params, reinforce_loss(trainer.model, inputs, advantages, keep, "marginal", context_id))
+
+
+@pytest.mark.parametrize("space", ["marginal", "conditional"])
+def test_selectable_advantage_estimators_against_hand_written_losses(tiny_model_dir, tmp_path, space):
+    # Pre-train space: W-REINFORCE (+0.25 right, -1 wrong) on every rollout. Conditional (DSRL after a switch at 0): NSR
+    # (-1 wrong, 0 right) under TRL's token-mean loss over all rollouts.
+    if space == "marginal":
+        trainer = make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, prerl_sample_filter="all",
+                               prerl_loss_coef=1.0, prerl_advantage_estimator="w_reinforce",
+                               w_reinforce_positive_weight=0.25)
+    else:
+        trainer = make_trainer(DSRLTrainer, DSRLConfig, tiny_model_dir, tmp_path, dsrl_switch_step=0,
+                               rl_advantage_estimator="nsr")
+    rows = generation_rows(trainer)
+    inputs = generate_batch(trainer, rows)
+    tokenizer, context_id = im_start_id(tiny_model_dir)
+    rewards = reference_rewards(tokenizer, inputs, rows)
+    assert 0 < rewards.sum() < len(rewards)
+    if space == "marginal":
+        advantages = torch.where(rewards > 0.5, 0.25, -1.0)
+    else:
+        advantages = torch.where(rewards > 0.5, 0.0, -1.0)
+    keep = torch.ones_like(rewards).bool()
+    got, params = trainer_grads(trainer, inputs)
+    expected = reinforce_loss(trainer.model, inputs, advantages, keep, space, context_id)
+    assert_grads_close(got, params, expected)

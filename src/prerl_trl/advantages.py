@@ -3,6 +3,7 @@
 - `group_advantages`: A = r - mean(r over the prompt's group), optionally divided by a std ("group" or "batch").
 - `sample_filter_mask`: which rollouts enter the loss ("negative": A < 0, NSR; "positive": A > 0, PSR; "all").
 - `nsr_advantages` / `w_reinforce_advantages`: the group-free estimators of Zhu et al. (2025) for rewards in {0, 1}.
+- `estimate_advantages`: one of the three estimators by name, as a config selects it.
 """
 
 from __future__ import annotations
@@ -67,3 +68,26 @@ def nsr_advantages(rewards: torch.Tensor) -> torch.Tensor:
 def w_reinforce_advantages(rewards: torch.Tensor, positive_weight: float = 0.1) -> torch.Tensor:
     """W-REINFORCE estimator (Zhu et al. 2025) for rewards in {0, 1}: +lambda for right answers, -1 for wrong ones."""
     return torch.where(rewards > 0.5, torch.full_like(rewards, positive_weight), -torch.ones_like(rewards))
+
+
+ADVANTAGE_ESTIMATORS = ("group_mean", "nsr", "w_reinforce")
+
+
+def estimate_advantages(
+    rewards: torch.Tensor,
+    num_generations: int,
+    estimator: str = "group_mean",
+    scale: str = "none",
+    positive_weight: float = 0.1,
+) -> torch.Tensor:
+    """Advantages `(N,)` from rewards `(N,)` by the named estimator: "group_mean" (`group_advantages` with `scale`),
+    "nsr" or "w_reinforce" (with `positive_weight`). Unscorable (NaN) rewards get A = 0 under every estimator."""
+    if estimator == "group_mean":
+        return group_advantages(rewards, num_generations, scale)
+    if estimator == "nsr":
+        advantages = nsr_advantages(rewards)
+    elif estimator == "w_reinforce":
+        advantages = w_reinforce_advantages(rewards, positive_weight)
+    else:
+        raise ValueError(f"advantage estimator {estimator!r} is not supported. Use one of {', '.join(ADVANTAGE_ESTIMATORS)}.")
+    return torch.where(torch.isnan(rewards), torch.zeros_like(advantages), advantages)

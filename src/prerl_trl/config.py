@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from .advantages import ADVANTAGE_ESTIMATORS
+
 SAMPLE_FILTERS = ("negative", "positive", "all")
 PRERL_SCALE_REWARDS = ("none", "group", "batch")
+KL_SPACES = ("conditional", "pretrain")
 
 
 def _check_choice(field_name: str, value: object, choices: tuple[str, ...], fix: str = "") -> None:
@@ -42,6 +45,17 @@ class PreRLConfig(GRPOConfig):
             Above 0, joint mode: `rl_loss_coef` x conditional GRPO loss + `prerl_loss_coef` x pre-train-space loss.
         rl_sample_filter (`str`, defaults to `"all"`):
             Which rollouts enter the conditional loss: `"all"`, `"negative"` (NSR-RL) or `"positive"` (PSR-RL).
+        prerl_advantage_estimator (`str`, defaults to `"group_mean"`):
+            Advantages of the pre-train-space loss: `"group_mean"` (r - group mean), `"nsr"` (-1 for wrong answers, 0
+            for right ones) or `"w_reinforce"` (+`w_reinforce_positive_weight` / -1).
+        rl_advantage_estimator (`str`, defaults to `"group_mean"`):
+            Advantages of the conditional loss: `"group_mean"` (TRL's GRPO advantages), `"nsr"` or `"w_reinforce"`.
+        w_reinforce_positive_weight (`float`, defaults to `0.1`):
+            W-REINFORCE's advantage of a right answer.
+        prerl_kl_space (`str`, defaults to `"conditional"`):
+            With `beta > 0`: `"conditional"` (the authors' code: the KL term is on log P(y|x) only, so there is none
+            in the pre-train phase) or `"pretrain"` (the pre-train-space loss has a KL term on log P(y) against the
+            reference model scored in pre-train space).
     """
 
     prerl_sample_filter: str = field(
@@ -85,8 +99,35 @@ class PreRLConfig(GRPOConfig):
         },
     )
 
+    prerl_advantage_estimator: str = field(
+        default="group_mean",
+        metadata={
+            "help": "Advantages of the pre-train-space loss: 'group_mean' (r - group mean, the paper), 'nsr' (-1 for "
+            "wrong answers, 0 for right ones) or 'w_reinforce' (+w_reinforce_positive_weight for right, -1 for wrong)."
+        },
+    )
+    rl_advantage_estimator: str = field(
+        default="group_mean",
+        metadata={"help": "Advantages of the conditional loss: 'group_mean' (TRL's GRPO advantages), 'nsr' or "
+                  "'w_reinforce'."},
+    )
+    w_reinforce_positive_weight: float = field(
+        default=0.1,
+        metadata={"help": "W-REINFORCE's advantage of a right answer (0.1 in Zhu et al. 2025)."},
+    )
+    prerl_kl_space: str = field(
+        default="conditional",
+        metadata={
+            "help": "With beta > 0: 'conditional' (the authors' code: KL on log P(y|x) only, none in the pre-train "
+            "phase) or 'pretrain' (a KL term on log P(y) in the pre-train-space loss)."
+        },
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_choice("prerl_advantage_estimator", self.prerl_advantage_estimator, ADVANTAGE_ESTIMATORS)
+        _check_choice("rl_advantage_estimator", self.rl_advantage_estimator, ADVANTAGE_ESTIMATORS)
+        _check_choice("prerl_kl_space", self.prerl_kl_space, KL_SPACES)
         _check_choice("prerl_sample_filter", self.prerl_sample_filter, SAMPLE_FILTERS)
         _check_choice("rl_sample_filter", self.rl_sample_filter, SAMPLE_FILTERS)
         _check_choice("prerl_scale_rewards", self.prerl_scale_rewards, PRERL_SCALE_REWARDS)

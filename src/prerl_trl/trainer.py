@@ -40,7 +40,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.callbacks import SyncRefModelCallback
 from trl.trainer.utils import is_async_callable, use_adapter
 
-from .advantages import combine_rewards, group_advantages, sample_filter_mask
+from .advantages import combine_rewards, estimate_advantages, sample_filter_mask
 from .compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 from .config import DSRLConfig, PreRLConfig
 from .pretrain_space import build_marginal_inputs, resolve_context_token_id
@@ -319,10 +319,13 @@ class PreRLTrainer(GRPOTrainer):
         output["prerl_no_reward"] = torch.full((batch,), float(skip_no_reward), device=device)
         self._log_behaviors(mode)
 
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        rewards = combine_rewards(rewards_per_func, self.reward_weights)
         if pretrain:
-            num_generations = self.num_generations if mode == "train" else self.num_generations_eval
-            rewards = combine_rewards(rewards_per_func, self.reward_weights)
-            advantages = group_advantages(rewards, num_generations, self.args.prerl_scale_rewards)
+            advantages = estimate_advantages(
+                rewards, num_generations, self.args.prerl_advantage_estimator, self.args.prerl_scale_rewards,
+                self.args.w_reinforce_positive_weight,
+            )
             keep = sample_filter_mask(advantages, self.args.prerl_sample_filter) & ~torch.isnan(rewards)
             keep = keep & ~torch.tensor(no_reward, device=keep.device)
             prerl_mask = loss_mask * keep[rows].unsqueeze(1).to(loss_mask.dtype)
@@ -339,12 +342,20 @@ class PreRLTrainer(GRPOTrainer):
                 output["prerl_old_per_token_logps"] = self._marginal_logps(
                     self.model, completion_ids, completion_mask, prerl_mask, chunk
                 )
-            if self.beta != 0.0:
+            if self.beta != 0.0 and self.args.prerl_kl_space == "pretrain":
                 output["prerl_ref_per_token_logps"] = self._marginal_ref_logps(
                     completion_ids, completion_mask, prerl_mask, chunk
                 )
 
         if not pretrain or self.args.rl_loss_coef > 0:
+            if self.args.rl_advantage_estimator != "group_mean":  # NSR / W-REINFORCE instead of TRL's advantages
+                conditional = estimate_advantages(
+                    rewards, num_generations, self.args.rl_advantage_estimator,
+                    positive_weight=self.args.w_reinforce_positive_weight,
+                )
+                output["advantages"] = conditional[rows].to(output["advantages"].dtype)
+                if not pretrain:
+                    self._replace_logged_advantages(conditional)
             keep = sample_filter_mask(output["advantages"], self.args.rl_sample_filter)
             keep = keep & ~torch.tensor(skip_no_reward, device=keep.device)
             if self.args.rl_sample_filter != "all" or skip_no_reward:
@@ -460,6 +471,8 @@ class PreRLTrainer(GRPOTrainer):
             # The pre-train-space loss is the paper's: token mean over kept tokens whatever loss_type says, no
             # off-policy mask (it compares conditional log-probs), adaptive entropy paused (it regulates P(y|x)).
             options: dict[str, Any] = {"loss_type": "dapo", "off_policy_mask_threshold": None}
+            if self.args.prerl_kl_space == "conditional":  # the authors' KL is on log P(y|x) only
+                options["beta"] = 0.0
             if self.use_adaptive_entropy:
                 options["_entropy_bonus_enabled"] = False
             # Its metrics keep TRL's names (entropy, clip_ratio/...), prefixed `prerl/` only beside joint mode's

@@ -80,6 +80,7 @@ def main() -> int:
         deepspeed=zero3 if cli.zero3 else None,
         ddp_backend=None if cli.zero3 else "gloo",
         beta=0.01 if cli.zero3 else 0.0,
+        prerl_kl_space="pretrain",  # a KL term in the pre-train-space loss: the reference pass runs in both phases
         num_iterations=2 if cli.zero3 else 1,
         seed=3,
     )
