@@ -45,12 +45,42 @@ GRID = {
     "adaptive_entropy_partly_none": {"use_adaptive_entropy": True, "entropy_coef": 0.05, "reward": half_none_reward},
     "all_none_entropy": {"reward": no_reward, "entropy_coef": 0.1},
     "normalize_then_sum": {"reward": [boxed_reward, length_reward], "multi_objective_aggregation": "normalize_then_sum"},
+    "lora_kl": {"peft_config": "lora", "beta": 0.1},
+    "moe_router_loss": {"moe": True},
 }
+# (an environment_factory run is not in the grid yet)
+
+
+def moe_model_dir(directory) -> str:
+    """A tiny random Qwen2-MoE model with router logits on (TRL adds its load-balancing loss), saved with the tiny
+    tokenizer."""
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    from prerl_trl.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    config = Qwen2MoeConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, moe_intermediate_size=32,
+        shared_expert_intermediate_size=32, num_experts=4, num_experts_per_tok=2, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, output_router_logits=True, router_aux_loss_coef=0.01,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    Qwen2MoeForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
 
 
 def run(trainer_cls, config_cls, model_dir, tmp_path, options):
     options = dict(options)
     reward = options.pop("reward", boxed_reward)
+    peft_config = options.pop("peft_config", None)
+    if peft_config == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    if options.pop("moe", False):
+        model_dir = moe_model_dir(tmp_path / f"moe_{trainer_cls.__name__}")
     extra = {"dsrl_switch_step": 0} if trainer_cls is DSRLTrainer else {}
     values = dict(
         output_dir=str(tmp_path / trainer_cls.__name__), per_device_train_batch_size=16, num_generations=4,
@@ -59,7 +89,8 @@ def run(trainer_cls, config_cls, model_dir, tmp_path, options):
     )
     values.update(options)
     args = config_cls(**values, **extra)
-    trainer = trainer_cls(model_dir, reward_funcs=reward, args=args, train_dataset=toy_dataset(repeat=4))
+    trainer = trainer_cls(model_dir, reward_funcs=reward, args=args, train_dataset=toy_dataset(repeat=4),
+                          peft_config=peft_config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train()
