@@ -82,10 +82,15 @@ def accelerate_launch_args(argv: list[str]):
 CPU = ["--bf16", "false", "--use_cpu", "true"]  # only so that the GPU recipes parse on this machine
 
 
-def recipe_path(name: str) -> str:
+def bundled(folder: str, name: str) -> str:
     from importlib import resources
 
-    return str(resources.files("prerl_trl") / "recipes" / f"{name}.yaml")
+    return str(resources.files("prerl_trl") / folder / f"{name}.yaml")
+
+
+# What `prerl-trl configs` prints for the scripts' defaults, given directly: each `prerl-trl` call imports torch and
+# TRL (15 s on a busy 2-core machine). The SLURM test runs the real `prerl-trl configs`.
+BUNDLED = {"RECIPE": bundled("recipes", "dsrl_qwen3_4b_math"), "ACCELERATE_CONFIG": bundled("accelerate_configs", "zero3")}
 
 
 def test_slurm_script_builds_one_launch_per_node_with_its_machine_rank(tmp_path):
@@ -108,7 +113,7 @@ def test_slurm_script_builds_one_launch_per_node_with_its_machine_rank(tmp_path)
         assert launch.main_process_ip == "gpu-node-17" and launch.main_process_port == 29500
         assert launch.module and launch.training_script == "prerl_trl"
         assert launch.training_script_args == [
-            "train", "--config", recipe_path("dsrl_qwen3_8b_math"), "--gradient_accumulation_steps", "8"
+            "train", "--config", bundled("recipes", "dsrl_qwen3_8b_math"), "--gradient_accumulation_steps", "8"
         ]
         config = yaml.safe_load(Path(launch.config_file).read_text())
         assert config["distributed_type"] == "DEEPSPEED" and config["deepspeed_config"]["zero_stage"] == 3
@@ -120,10 +125,11 @@ def test_vllm_server_script_splits_the_gpus_and_waits_for_the_server(tmp_path):
 
     fakes = {
         "trl": "RECORD_CALL\nexec sleep 60",  # the server: killed by the script's EXIT trap
-        "curl": "exit 0",  # /health answers
+        "curl": '[ -s "$RECORD" ]',  # /health answers once the server has started (the script polls until then)
         "accelerate": "RECORD_CALL",
     }
-    calls = run_example(tmp_path, "vllm_server.sh", fakes, {"LOG_DIR": str(tmp_path / "logs")}, "--max_steps", "5")
+    env = {"LOG_DIR": str(tmp_path / "logs"), **BUNDLED}
+    calls = run_example(tmp_path, "vllm_server.sh", fakes, env, "--max_steps", "5")
     (server, server_gpus, _, serve_argv), (launcher, train_gpus, _, launch_argv) = calls
     assert (server, launcher) == ("trl", "accelerate")
     assert server_gpus == "6,7" and train_gpus == "0,1,2,3,4,5"
@@ -149,7 +155,7 @@ def test_vllm_colocate_script_uses_every_gpu(tmp_path):
         "nvidia-smi": 'for i in 0 1 2 3 4 5 6 7; do echo "GPU $i: NVIDIA H100 80GB HBM3"; done',
         "accelerate": "RECORD_CALL",
     }
-    [(_, _, _, argv)] = run_example(tmp_path, "vllm_colocate.sh", fakes, {})
+    [(_, _, _, argv)] = run_example(tmp_path, "vllm_colocate.sh", fakes, BUNDLED)
     launch = accelerate_launch_args(argv)
     assert launch.num_processes == 8
     _, training_args, _ = parse_train_args([*launch.training_script_args[1:], *CPU])
