@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
 SCRIPT = Path(__file__).parent / "scripts" / "dist_train.py"
 
@@ -18,6 +20,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def assert_same_parameters_on_both_ranks(out: Path, base: Path) -> dict[str, torch.Tensor]:
+    """The ranks' full parameters after the run are identical, and training moved them away from the base model."""
+    rank0 = torch.load(out / "params_rank0.pt")
+    rank1 = torch.load(out / "params_rank1.pt")
+    assert rank0.keys() == rank1.keys() and len(rank0) > 0
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    initial = AutoModelForCausalLM.from_pretrained(base).state_dict()
+    assert any(not torch.equal(rank0[name], initial[name]) for name in rank0)
+    return rank0
 
 
 def torchrun(nproc: int, out: Path, *extra: str, env: dict[str, str] | None = None) -> None:
@@ -41,6 +55,7 @@ def test_two_processes_nsr_prerl_with_a_rank_without_negatives(tmp_path):
     assert rank0["losses"] == [0.0, 0.0, 0.0]
     assert any(loss != 0.0 for loss in rank1["losses"])
     assert rank0["active"] == [1.0, 1.0, 1.0]
+    assert_same_parameters_on_both_ranks(tmp_path, base=tmp_path / "model")
 
 
 @pytest.mark.slow
@@ -57,3 +72,21 @@ def test_deepspeed_zero3_two_ranks_across_the_dsrl_switch_with_a_rank_without_ke
     assert any(loss != 0.0 for loss in rank1["losses"][:2])
     card = (tmp_path / "run" / "README.md").read_text()
     assert "dsrl" in card and (tmp_path / "run" / "model.safetensors").exists()
+
+    # Both ranks hold the same weights after the run, and save_model wrote exactly them as a plain transformers model.
+    trained = assert_same_parameters_on_both_ranks(tmp_path, base=tmp_path / "model")
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "run").state_dict()
+    for name, tensor in trained.items():
+        torch.testing.assert_close(saved[name], tensor, rtol=0, atol=0)
+
+    # A ZeRO-3 checkpoint resumes on its side of the switch (dsrl_switch_step=2). The phase of a step is that of its
+    # generation batch, decided at the optimizer step that generates it; with num_iterations=2 a batch serves two
+    # steps, and a resumed run generates afresh at the step it resumes from. From checkpoint-1: a batch generated at
+    # step 1 (NSR-PreRL) serves steps 2 and 3, then one generated at step 3 (GRPO). From checkpoint-3: GRPO.
+    for rank in (0, 1):
+        resumed = json.loads((tmp_path / f"resumed_rank{rank}.json").read_text())
+        assert resumed == {"1": [1.0, 1.0, 0.0], "3": [0.0]}
+    for step, switched in ((1, False), (3, True)):
+        state = json.loads((tmp_path / "run" / f"checkpoint-{step}" / "dsrl_state.json").read_text())
+        assert state["switched"] is switched
+        assert any(path.name.startswith("global_step") for path in (tmp_path / "run" / f"checkpoint-{step}").iterdir())

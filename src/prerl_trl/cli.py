@@ -176,11 +176,13 @@ def train(argv: list[str]) -> int:
     from .data import SYSTEM_PROMPT, load_math_dataset
     from .evaluation import check_model_source
     from .trainer import DSRLTrainer, PreRLTrainer
+    from .vllm_server import check_vllm_server
 
     script_args, training_args, model_args = parse_train_args(argv)
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required: set it in the recipe or pass --model_name_or_path.")
     check_model_source(model_args.model_name_or_path, "model_name_or_path")
+    check_vllm_server(training_args, model=model_args.model_name_or_path)
     init_kwargs = dict(
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
