@@ -443,3 +443,17 @@ def test_selectable_advantage_estimators_against_hand_written_losses(tiny_model_
     got, params = trainer_grads(trainer, inputs)
     expected = reinforce_loss(trainer.model, inputs, advantages, keep, space, context_id)
     assert_grads_close(got, params, expected)
+
+
+def test_server_mode_without_a_server_fails_at_construction_naming_the_url(tiny_model_dir, tmp_path, monkeypatch):
+    import socket
+
+    import prerl_trl.vllm_server as vllm_server
+
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(vllm_server, "DEFAULT_WAIT_S", 1.0)
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path, use_vllm=True, vllm_mode="server",
+                     vllm_server_host="127.0.0.1", vllm_server_port=port)

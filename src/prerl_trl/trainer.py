@@ -44,6 +44,7 @@ from .advantages import combine_rewards, estimate_advantages, sample_filter_mask
 from .compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 from .config import DSRLConfig, PreRLConfig
 from .pretrain_space import build_marginal_inputs, resolve_context_token_id
+from .vllm_server import check_vllm_server
 
 logger = logging.getLogger(__name__)
 DSRL_STATE_FILE = "dsrl_state.json"
@@ -157,6 +158,8 @@ class PreRLTrainer(GRPOTrainer):
                 f"{self._name}."
             )
         self._check_options(args)
+        # Server mode against an address where nothing answers: fail in seconds, naming the URL (TRL would wait).
+        check_vllm_server(args, model=model if isinstance(model, str) else None)
         super().__init__(model, reward_funcs, args=args, **kwargs)
         columns = getattr(self.train_dataset, "column_names", None) or []
         if self._is_vlm or "image" in columns or "images" in columns:
