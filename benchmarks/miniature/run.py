@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import multiprocessing
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
@@ -68,7 +68,7 @@ def summarize(runs: dict, base_evals: dict, k: int) -> dict:
                    for key in (acc, "response_length", "transition", "reflection")}
         summary["pass@k"] = {j: _spread([c[-1]["pass@k"][j] for c in curves]) for j in curves[0][-1]["pass@k"]}
         summary["mean_curve"] = [
-            {"step": points[0]["step"], acc: statistics.fmean(p[acc] for p in points)} for points in zip(*curves)
+            {"step": points[0]["step"], acc: statistics.fmean(p[acc] for p in points)} for points in zip(*curves, strict=True)
         ]
         out[method] = summary
     if "grpo" in out:
