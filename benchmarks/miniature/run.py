@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import statistics
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -98,11 +99,15 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
     jobs = [(method, str(base_dir), data["rl"], data["test"], s, seed, str(cache_dir / "runs" / f"{method}-{seed}"),
              device == "cpu") for method in methods for seed in preset.seeds]
     runs: dict = {method: {} for method in methods}
+    out_dir.mkdir(parents=True, exist_ok=True)
     for job, result in zip(jobs, _map_runs(jobs, preset.jobs), strict=True):
         method, seed = job[0], job[5]
         result["eval"] = [base_evals[str(seed)], *result["eval"]]
         runs[method][str(seed)] = result
+        partial = {"complete": False, "preset": preset.name, "settings": _settings(preset), "runs": runs}
+        (out_dir / "results.json").write_text(json.dumps(partial))  # so an interrupted run leaves what it has
     results = {
+        "complete": True,
         "preset": preset.name,
         "settings": _settings(preset),
         "pretrain": {k: v for k, v in pretrain_info.items() if k != "loss_curve"},
@@ -116,7 +121,6 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
         "wall_seconds": time.time() - start,
         "cpu_seconds": time.process_time() - cpu_start,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     plots.plot_all(results, out_dir)
     return results
@@ -150,14 +154,16 @@ def _job(args: tuple) -> dict:
     return run(*job)
 
 
-def _map_runs(jobs: list[tuple], num_workers: int) -> list[dict]:
-    """Run the jobs in order, or in `num_workers` processes (each with the parent's torch thread count)."""
+def _map_runs(jobs: list[tuple], num_workers: int) -> Iterator[dict]:
+    """Run the jobs in order, or in `num_workers` processes (each with the parent's torch thread count); yield the
+    results in job order."""
     threads = torch.get_num_threads()
     if num_workers <= 1:
-        return [_job((None, job)) for job in jobs]
+        yield from (_job((None, job)) for job in jobs)
+        return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
-        return list(pool.map(_job, [(threads, job) for job in jobs]))
+        yield from pool.map(_job, [(threads, job) for job in jobs])
 
 
 def _settings(preset: Preset) -> dict:
