@@ -33,7 +33,7 @@ PRESETS = {
         pretrain=PretrainSettings(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vocab_size=280,
                                   steps=3, batch_size=8),
         rl=RLSettings(steps=2, prompts_per_step=2, num_generations=4, max_completion_length=12, dsrl_switch_step=1,
-                      eval_every=1, eval_k=4),
+                      eval_every=2, eval_k=4),
         seeds=(1,), sweep_learning_rates=(1e-3,), alignment_pairs=4,
     ),
     "cpu": Preset(
@@ -44,10 +44,10 @@ PRESETS = {
                       eval_every=10, eval_k=16),
     ),
     "gpu": Preset(
-        name="gpu", num_steps=4, num_pretrain=100000, num_rl=10000, num_val=128, num_test=256,
+        name="gpu", num_steps=4, num_pretrain=50000, num_rl=5000, num_val=128, num_test=256,
         pretrain=PretrainSettings(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=1024, vocab_size=320,
-                                  steps=3000, batch_size=128, learning_rate=2e-3),
-        rl=RLSettings(steps=60, prompts_per_step=32, num_generations=8, max_completion_length=96, dsrl_switch_step=20,
+                                  steps=2500, batch_size=128, learning_rate=2e-3),
+        rl=RLSettings(steps=50, prompts_per_step=32, num_generations=8, max_completion_length=96, dsrl_switch_step=15,
                       eval_every=10, eval_k=16),
         device="cuda",
     ),

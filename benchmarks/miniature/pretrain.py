@@ -90,7 +90,7 @@ def pretrain(problems: list[Problem], corpus_seed: int, s: PretrainSettings, cac
     )
     rng = random.Random(s.seed)
     model.train()
-    start, losses = time.time(), []
+    start, cpu_start, losses = time.time(), time.process_time(), []
     bar = tqdm(range(s.steps), desc=f"pretraining {num_params / 1e6:.2f}M params", unit="step")
     for _ in bar:
         batch = tokenizer(rng.sample(texts, s.batch_size), return_tensors="pt", padding=True, padding_side="right")
@@ -118,6 +118,8 @@ def pretrain(problems: list[Problem], corpus_seed: int, s: PretrainSettings, cac
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),
         "loss_curve": losses[:: max(1, len(losses) // 100)],
         "seconds": time.time() - start,
+        "cpu_seconds": time.process_time() - cpu_start,
+        "torch_threads": torch.get_num_threads(),
     }
     (out / "pretrain.json").write_text(json.dumps(info, indent=1))
     return out
