@@ -91,6 +91,9 @@ class HeldOutEval(TrainerCallback):
             metrics = evaluate(model, self.tokenizer, self.problems, self.s.eval_k, self.s.max_completion_length,
                                seed=self.seed * 100_003 + step)
             self.history.append({"step": step, **metrics})
+            acc = f"avg@{self.s.eval_k}"
+            print(f"[miniature]   step {step}: held-out {acc} {metrics[acc]:.3f}, length {metrics['response_length']:.1f}",
+                  flush=True)
 
 
 def rl_dataset(problems: list[Problem], seed: int) -> Dataset:

@@ -97,7 +97,7 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
                                                     seed=seed * 100_003)} for seed in preset.seeds}
     del model
     jobs = [(method, str(base_dir), data["rl"], data["test"], s, seed, str(cache_dir / "runs" / f"{method}-{seed}"),
-             device == "cpu") for method in methods for seed in preset.seeds]
+             device == "cpu") for seed in preset.seeds for method in methods]  # seed-major: partial runs compare
     runs: dict = {method: {} for method in methods}
     out_dir.mkdir(parents=True, exist_ok=True)
     for job, result in zip(jobs, _map_runs(jobs, preset.jobs), strict=True):
