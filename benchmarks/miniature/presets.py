@@ -40,7 +40,7 @@ PRESETS = {
         name="cpu", num_steps=3, num_pretrain=20000, num_rl=1000, num_val=64, num_test=64,
         pretrain=PretrainSettings(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, vocab_size=320,
                                   steps=800, batch_size=32, learning_rate=3e-3),
-        rl=RLSettings(steps=30, prompts_per_step=16, num_generations=8, max_completion_length=72, dsrl_switch_step=10,
+        rl=RLSettings(steps=30, prompts_per_step=8, num_generations=8, max_completion_length=72, dsrl_switch_step=10,
                       eval_every=10, eval_k=16),
     ),
     "gpu": Preset(

@@ -100,29 +100,29 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
              device == "cpu") for seed in preset.seeds for method in methods]  # seed-major: partial runs compare
     runs: dict = {method: {} for method in methods}
     out_dir.mkdir(parents=True, exist_ok=True)
-    for job, result in zip(jobs, _map_runs(jobs, preset.jobs), strict=True):
+    for done, (job, result) in enumerate(zip(jobs, _map_runs(jobs, preset.jobs), strict=True), start=1):
         method, seed = job[0], job[5]
         result["eval"] = [base_evals[str(seed)], *result["eval"]]
         runs[method][str(seed)] = result
-        partial = {"complete": False, "preset": preset.name, "settings": _settings(preset), "runs": runs}
-        (out_dir / "results.json").write_text(json.dumps(partial))  # so an interrupted run leaves what it has
-    results = {
-        "complete": True,
-        "preset": preset.name,
-        "settings": _settings(preset),
-        "pretrain": {k: v for k, v in pretrain_info.items() if k != "loss_curve"},
-        "pretrain_loss_curve": pretrain_info["loss_curve"],
-        "gradient_alignment_base": alignment,
-        "summary": summarize(runs, base_evals, s.eval_k),
-        "runs": runs,
-        "sweep": _read_json(out_dir / "sweep.json"),
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
-        "wall_seconds": time.time() - start,
-        "cpu_seconds": time.process_time() - cpu_start,
-    }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
-    plots.plot_all(results, out_dir)
+        # Written after every run, so an interrupted comparison leaves a usable (partial) results.json and plot.
+        results = {
+            "complete": done == len(jobs),
+            "preset": preset.name,
+            "settings": _settings(preset),
+            "pretrain": {k: v for k, v in pretrain_info.items() if k != "loss_curve"},
+            "pretrain_loss_curve": pretrain_info["loss_curve"],
+            "gradient_alignment_base": alignment,
+            "summary": summarize({m: r for m, r in runs.items() if r}, base_evals, s.eval_k),
+            "runs": {m: r for m, r in runs.items() if r},
+            "sweep": _read_json(out_dir / "sweep.json"),
+            "device": device,
+            "torch_threads": torch.get_num_threads(),
+            "wall_seconds": time.time() - start,
+            "cpu_seconds": time.process_time() - cpu_start + sum(
+                r["cpu_seconds"] for by_seed in runs.values() for r in by_seed.values()),
+        }
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+        plots.plot_all(results, out_dir)
     return results
 
 
@@ -133,7 +133,8 @@ def sweep(preset: Preset, out_dir: Path, cache_dir: Path) -> dict:
     device = _device(preset)
     jobs = [("grpo", str(base_dir), data["rl"], data["val"], replace(preset.rl, learning_rate=lr), preset.sweep_seed,
              str(cache_dir / "sweep" / str(lr)), device == "cpu") for lr in preset.sweep_learning_rates]
-    rows = [{"learning_rate": lr, "final": result["eval"][-1], "curve": result["eval"], "seconds": result["seconds"]}
+    rows = [{"learning_rate": lr, "final": result["eval"][-1], "curve": result["eval"], "seconds": result["seconds"],
+             "cpu_seconds": result.get("cpu_seconds")}
             for lr, result in zip(preset.sweep_learning_rates, _map_runs(jobs, preset.jobs), strict=True)]
     acc = f"avg@{preset.rl.eval_k}"
     best = max(rows, key=lambda r: r["final"][acc])["learning_rate"]
