@@ -20,7 +20,7 @@ class Preset:
     rl: RLSettings
     seeds: tuple[int, ...] = (1, 2, 3)
     sweep_seed: int = 0  # outside `seeds`
-    sweep_learning_rates: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    sweep_learning_rates: tuple[float, ...] = (1e-5, 3e-5, 1e-4)
     alignment_pairs: int = 100
     jobs: int = 1  # RL runs in parallel processes
     device: str = "cpu"

@@ -34,7 +34,7 @@ class RLSettings:
     steps: int = 30
     prompts_per_step: int = 16
     num_generations: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-5
     max_completion_length: int = 48
     dsrl_switch_step: int = 10
     eval_every: int = 10
@@ -92,8 +92,8 @@ class HeldOutEval(TrainerCallback):
                                seed=self.seed * 100_003 + step)
             self.history.append({"step": step, **metrics})
             acc = f"avg@{self.s.eval_k}"
-            print(f"[miniature]   step {step}: held-out {acc} {metrics[acc]:.3f}, length {metrics['response_length']:.1f}",
-                  flush=True)
+            print(f"[miniature]   seed {self.seed}, lr {self.s.learning_rate:g}, step {step}: held-out {acc} "
+                  f"{metrics[acc]:.3f}, length {metrics['response_length']:.1f}", flush=True)
 
 
 def rl_dataset(problems: list[Problem], seed: int) -> Dataset:
