@@ -42,6 +42,8 @@ def tables(results: dict) -> str:
     if sweep:
         lines += ["", f"Learning-rate sweep ({sweep['rule']}):", "", "| learning rate | final " + acc + " |",
                   "| --- | --- |"]
+        if sweep.get("base"):
+            lines.append(f"| base model (step 0) | {sweep['base'][acc]:.3f} |")
         lines += [f"| {r['learning_rate']:g} | {r['final'][acc]:.3f} |" for r in sweep["rows"]]
     return "\n".join(lines)
 

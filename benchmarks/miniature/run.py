@@ -138,9 +138,11 @@ def sweep(preset: Preset, out_dir: Path, cache_dir: Path) -> dict:
             for lr, result in zip(preset.sweep_learning_rates, _map_runs(jobs, preset.jobs), strict=True)]
     acc = f"avg@{preset.rl.eval_k}"
     best = max(rows, key=lambda r: r["final"][acc])["learning_rate"]
+    model, tokenizer = _load(base_dir, device)
+    base = evaluate(model, tokenizer, data["val"], preset.rl.eval_k, preset.rl.max_completion_length, seed=0)
     out = {"rule": f"GRPO on the validation split, seed {preset.sweep_seed}, highest final {acc}; the chosen "
                    "learning rate is used for every method",
-           "method": "grpo", "seed": preset.sweep_seed, "rows": rows, "chosen_learning_rate": best}
+           "method": "grpo", "seed": preset.sweep_seed, "base": base, "rows": rows, "chosen_learning_rate": best}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(out, indent=1))
     return out
