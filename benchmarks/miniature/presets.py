@@ -42,6 +42,7 @@ PRESETS = {
                                   steps=800, batch_size=32, learning_rate=3e-3),
         rl=RLSettings(steps=30, prompts_per_step=8, num_generations=8, max_completion_length=72, dsrl_switch_step=10,
                       eval_every=10, eval_k=16),
+        jobs=2,
     ),
     "gpu": Preset(
         name="gpu", num_steps=4, num_pretrain=50000, num_rl=5000, num_val=128, num_test=256,
@@ -49,7 +50,7 @@ PRESETS = {
                                   steps=2500, batch_size=128, learning_rate=2e-3),
         rl=RLSettings(steps=50, prompts_per_step=32, num_generations=8, max_completion_length=96, dsrl_switch_step=15,
                       eval_every=10, eval_k=16),
-        device="cuda",
+        device="cuda", jobs=5,
     ),
 }
 

@@ -191,12 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="Override the preset's comparison seeds.")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's).")
-    parser.add_argument("--jobs", type=int, default=1, help="RL runs in parallel processes (default 1: in order).")
+    parser.add_argument("--jobs", type=int, help="RL runs in parallel processes (default: the preset's).")
     args = parser.parse_args(argv)
     preset = get_preset(args.preset, learning_rate=args.learning_rate, steps=args.steps,
                         seeds=tuple(args.seeds) if args.seeds else None, jobs=args.jobs)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # Default: share the cores between the parallel runs (2 cores, 2 jobs: 1 thread each).
+    torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // preset.jobs))
     out_dir = args.output_dir or DEFAULT_RESULTS / preset.name
     if args.command == "sweep":
         result = sweep(preset, out_dir, args.cache_dir)
