@@ -41,7 +41,7 @@ def plot_all(results: dict, out_dir: Path) -> list[Path]:
         axes[0].axvline(switch, color=COLORS["dsrl"], ls=":", lw=1)
     axes[0].legend(fontsize=8)
     _pass_at_k(axes[4], results)
-    n_seeds = len(results["settings"]["seeds"])
+    n_seeds = min(len(by_seed) for by_seed in results["runs"].values())
     fig.suptitle(f"Miniature ({results['preset']} preset, {results['pretrain']['num_params'] / 1e6:.1f}M-parameter "
                  f"model trained from scratch): mean of {n_seeds} seed(s), band = min..max", fontsize=11)
     fig.tight_layout()
