@@ -1,0 +1,64 @@
+"""Presets: `smoke` (CI, seconds), `cpu` (the committed results, 2 cores) and `gpu` (bigger model, one H100)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .pretrain import PretrainSettings
+from .rl import RLSettings
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    num_steps: int  # operations per problem
+    num_pretrain: int  # corpus documents
+    num_rl: int  # RL prompts
+    num_val: int  # validation problems (learning-rate sweep)
+    num_test: int  # held-out test problems
+    pretrain: PretrainSettings
+    rl: RLSettings
+    seeds: tuple[int, ...] = (1, 2, 3)
+    sweep_seed: int = 0  # outside `seeds`
+    sweep_learning_rates: tuple[float, ...] = (1e-5, 3e-5, 1e-4)
+    alignment_pairs: int = 100
+    jobs: int = 1  # RL runs in parallel processes
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+
+PRESETS = {
+    "smoke": Preset(
+        name="smoke", num_steps=2, num_pretrain=200, num_rl=16, num_val=4, num_test=4,
+        pretrain=PretrainSettings(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vocab_size=280,
+                                  steps=3, batch_size=8),
+        rl=RLSettings(steps=2, prompts_per_step=2, num_generations=4, max_completion_length=12, dsrl_switch_step=1,
+                      eval_every=2, eval_k=4),
+        seeds=(1,), sweep_learning_rates=(1e-3,), alignment_pairs=4,
+    ),
+    "cpu": Preset(
+        name="cpu", num_steps=3, num_pretrain=20000, num_rl=1000, num_val=64, num_test=64,
+        pretrain=PretrainSettings(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, vocab_size=320,
+                                  steps=800, batch_size=32, learning_rate=3e-3),
+        rl=RLSettings(steps=30, prompts_per_step=8, num_generations=8, max_completion_length=72, dsrl_switch_step=10,
+                      eval_every=10, eval_k=16),
+        jobs=2,
+    ),
+    "gpu": Preset(
+        name="gpu", num_steps=4, num_pretrain=50000, num_rl=5000, num_val=128, num_test=256,
+        pretrain=PretrainSettings(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=1024, vocab_size=320,
+                                  steps=2500, batch_size=128, learning_rate=2e-3),
+        rl=RLSettings(steps=50, prompts_per_step=32, num_generations=8, max_completion_length=96, dsrl_switch_step=15,
+                      eval_every=10, eval_k=16),
+        device="cuda", jobs=5,
+    ),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is not known; use one of {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    rl_overrides = {k: v for k, v in overrides.items() if k in RLSettings.__dataclass_fields__ and v is not None}
+    other = {k: v for k, v in overrides.items() if k in Preset.__dataclass_fields__ and v is not None}
+    return replace(preset, rl=replace(preset.rl, **rl_overrides), **other)

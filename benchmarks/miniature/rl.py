@@ -1,0 +1,128 @@
+"""One RL run from the base model: GRPO (TRL), PreRL with sample filter all / positive / negative, or DSRL.
+
+Every method gets the same budget, data order, generation settings and seed; only the trainer and its config
+differ. A callback evaluates the policy on held-out problems every `eval_every` optimizer steps.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from datasets import Dataset
+from transformers import AutoTokenizer, PrinterCallback, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from prerl_trl import DSRLConfig, DSRLTrainer, PreRLConfig, PreRLTrainer
+
+from .evaluate import evaluate
+from .task import Problem, exact_match_reward
+
+METHODS = ("grpo", "prerl_all", "psr_prerl", "nsr_prerl", "dsrl")
+LABELS = {
+    "grpo": "GRPO (TRL)",
+    "prerl_all": "PreRL (all)",
+    "psr_prerl": "PSR-PreRL",
+    "nsr_prerl": "NSR-PreRL",
+    "dsrl": "DSRL",
+}
+
+
+@dataclass(frozen=True)
+class RLSettings:
+    steps: int = 30
+    prompts_per_step: int = 16
+    num_generations: int = 8
+    learning_rate: float = 3e-5
+    max_completion_length: int = 48
+    dsrl_switch_step: int = 10
+    eval_every: int = 10
+    eval_k: int = 16
+
+
+def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: bool) -> GRPOConfig:
+    common = dict(
+        output_dir=output_dir,
+        per_device_train_batch_size=s.prompts_per_step * s.num_generations,
+        num_generations=s.num_generations,
+        max_completion_length=s.max_completion_length,
+        max_steps=s.steps,
+        learning_rate=s.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        beta=0.0,
+        loss_type="dapo",
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=use_cpu,
+        bf16=False,
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=True,
+    )
+    if method == "grpo":
+        return GRPOConfig(**common)
+    if method == "dsrl":
+        return DSRLConfig(**common, dsrl_switch_step=s.dsrl_switch_step)
+    prerl_filter = {"prerl_all": "all", "psr_prerl": "positive", "nsr_prerl": "negative"}
+    if method not in prerl_filter:
+        raise ValueError(f"method={method!r} is not known; use one of {', '.join(METHODS)}")
+    return PreRLConfig(**common, prerl_sample_filter=prerl_filter[method])
+
+
+class HeldOutEval(TrainerCallback):
+    """Evaluate every `every` optimizer steps; the sampling seed depends on the step only, so every method at a given
+    step is measured on the same random draw."""
+
+    def __init__(self, tokenizer, problems: list[Problem], s: RLSettings, seed: int) -> None:
+        self.tokenizer, self.problems, self.s, self.seed = tokenizer, problems, s, seed
+        self.history: list[dict] = []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if step % self.s.eval_every == 0 or step == state.max_steps:
+            metrics = evaluate(model, self.tokenizer, self.problems, self.s.eval_k, self.s.max_completion_length,
+                               seed=self.seed * 100_003 + step)
+            self.history.append({"step": step, **metrics})
+            acc = f"avg@{self.s.eval_k}"
+            print(f"[miniature]   seed {self.seed}, lr {self.s.learning_rate:g}, step {step}: held-out {acc} "
+                  f"{metrics[acc]:.3f}, length {metrics['response_length']:.1f}", flush=True)
+
+
+def rl_dataset(problems: list[Problem], seed: int) -> Dataset:
+    rows = list(problems)
+    random.Random(seed).shuffle(rows)
+    return Dataset.from_dict({"prompt": [p.prompt for p in rows], "answer": [p.answer for p in rows]})
+
+
+def run(method: str, base_dir: str, train: list[Problem], held_out: list[Problem], s: RLSettings, seed: int,
+        output_dir: str, use_cpu: bool) -> dict:
+    """Train one method from the base and return its held-out curve and per-step training logs."""
+    trainer_class = {"grpo": GRPOTrainer, "dsrl": DSRLTrainer}.get(method, PreRLTrainer)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    evaluator = HeldOutEval(tokenizer, held_out, s, seed)
+    trainer = trainer_class(
+        model=base_dir,
+        reward_funcs=exact_match_reward,
+        args=_config(method, s, seed, output_dir, use_cpu),
+        train_dataset=rl_dataset(train, seed),
+        processing_class=tokenizer,
+        callbacks=[evaluator],
+    )
+    trainer.remove_callback(PrinterCallback)  # the per-step logs go to results.json, not the terminal
+    start, cpu_start = time.time(), time.process_time()
+    trainer.train()
+    keep = ("reward", "completions/mean_length", "prerl/kept_frac", "prerl/active", "behaviors/transition",
+            "behaviors/reflection")
+    train_log = [
+        {"step": e["step"], **{k: e[k] for k in keep if k in e}} for e in trainer.state.log_history if "reward" in e
+    ]
+    return {"seconds": time.time() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "eval": evaluator.history, "train": train_log}

@@ -1,0 +1,215 @@
+"""Orchestration: pretrain (cached) -> base measures -> learning-rate sweep or RL comparison -> results.json + plots.
+
+    python -m benchmarks.miniature sweep --preset cpu    # pick the learning rate (GRPO, validation split, seed 0)
+    python -m benchmarks.miniature run --preset cpu      # 5 methods x 3 seeds from the same base, on the test split
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from . import plots
+from .evaluate import base_alignment, evaluate
+from .presets import PRESETS, Preset, get_preset
+from .pretrain import pretrain
+from .rl import LABELS, METHODS, run
+from .task import SOLUTION_STYLES, splits
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_CACHE = HERE / ".cache"
+DEFAULT_RESULTS = HERE / "results"
+
+
+def _device(preset: Preset) -> str:
+    return "cuda" if preset.device == "cuda" and torch.cuda.is_available() else "cpu"
+
+
+def _base(preset: Preset, cache_dir: Path, data: dict) -> tuple[Path, dict]:
+    base_dir = pretrain(data["pretrain"], preset.pretrain.seed, preset.pretrain, cache_dir, _device(preset))
+    return base_dir, json.loads((base_dir / "pretrain.json").read_text())
+
+
+def _load(base_dir: Path, device: str):
+    return AutoModelForCausalLM.from_pretrained(base_dir).to(device), AutoTokenizer.from_pretrained(base_dir)
+
+
+def _final(curve: list[dict], key: str) -> float:
+    return curve[-1][key]
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values),
+            "values": values}
+
+
+def summarize(runs: dict, base_evals: dict, k: int) -> dict:
+    """Final held-out measures per method (mean and spread over seeds), and the step at which each method's
+    seed-mean avg@k first reaches half and all of GRPO's final gain over the base."""
+    acc = f"avg@{k}"
+    base_acc = statistics.fmean(e[acc] for e in base_evals.values())
+    out: dict = {"base": {acc: _spread([e[acc] for e in base_evals.values()])}}
+    for key in ("response_length", "transition", "reflection"):
+        out["base"][key] = _spread([e[key] for e in base_evals.values()])
+    out["base"]["pass@k"] = {j: _spread([e["pass@k"][j] for e in base_evals.values()])
+                             for j in next(iter(base_evals.values()))["pass@k"]}
+    for method, by_seed in runs.items():
+        curves = [r["eval"] for r in by_seed.values()]
+        summary = {key: _spread([_final(c, key) for c in curves])
+                   for key in (acc, "response_length", "transition", "reflection")}
+        summary["pass@k"] = {j: _spread([c[-1]["pass@k"][j] for c in curves]) for j in curves[0][-1]["pass@k"]}
+        summary["mean_curve"] = [
+            {"step": points[0]["step"], acc: statistics.fmean(p[acc] for p in points)} for points in zip(*curves, strict=True)
+        ]
+        out[method] = summary
+    if "grpo" in out:
+        gain = out["grpo"][acc]["mean"] - base_acc
+        levels = {"half_grpo_gain": base_acc + gain / 2, "full_grpo_gain": base_acc + gain}
+        for method in runs:
+            out[method]["steps_to_level"] = {
+                name: next((p["step"] for p in out[method]["mean_curve"] if p[acc] >= level and gain > 0), None)
+                for name, level in levels.items()
+            }
+        out["levels"] = levels
+    return out
+
+
+def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, ...] = METHODS) -> dict:
+    """The comparison: every method from the same base, same budget, same seeds, measured on the test split."""
+    start, cpu_start = time.time(), time.process_time()
+    data = splits(preset.num_steps, preset.num_pretrain, preset.num_rl, preset.num_val, preset.num_test)
+    base_dir, pretrain_info = _base(preset, cache_dir, data)
+    device, s = _device(preset), preset.rl
+    model, tokenizer = _load(base_dir, device)
+    alignment = base_alignment(model, tokenizer, data["test"] + data["val"], preset.alignment_pairs,
+                               s.max_completion_length, seed=0)
+    base_evals = {str(seed): {"step": 0, **evaluate(model, tokenizer, data["test"], s.eval_k, s.max_completion_length,
+                                                    seed=seed * 100_003)} for seed in preset.seeds}
+    del model
+    jobs = [(method, str(base_dir), data["rl"], data["test"], s, seed, str(cache_dir / "runs" / f"{method}-{seed}"),
+             device == "cpu") for seed in preset.seeds for method in methods]  # seed-major: partial runs compare
+    runs: dict = {method: {} for method in methods}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for done, (job, result) in enumerate(zip(jobs, _map_runs(jobs, preset.jobs), strict=True), start=1):
+        method, seed = job[0], job[5]
+        result["eval"] = [base_evals[str(seed)], *result["eval"]]
+        runs[method][str(seed)] = result
+        # Written after every run, so an interrupted comparison leaves a usable (partial) results.json and plot.
+        results = {
+            "complete": done == len(jobs),
+            "preset": preset.name,
+            "settings": _settings(preset),
+            "pretrain": {k: v for k, v in pretrain_info.items() if k != "loss_curve"},
+            "pretrain_loss_curve": pretrain_info["loss_curve"],
+            "gradient_alignment_base": alignment,
+            "summary": summarize({m: r for m, r in runs.items() if r}, base_evals, s.eval_k),
+            "runs": {m: r for m, r in runs.items() if r},
+            "sweep": _read_json(out_dir / "sweep.json"),
+            "device": device,
+            "torch_threads": torch.get_num_threads(),
+            "wall_seconds": time.time() - start,
+            "cpu_seconds": time.process_time() - cpu_start + sum(
+                r["cpu_seconds"] for by_seed in runs.values() for r in by_seed.values()),
+        }
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+        plots.plot_all(results, out_dir)
+    return results
+
+
+def sweep(preset: Preset, out_dir: Path, cache_dir: Path) -> dict:
+    """Pick the learning rate once: GRPO on the validation split with `sweep_seed`, best final avg@k wins."""
+    data = splits(preset.num_steps, preset.num_pretrain, preset.num_rl, preset.num_val, preset.num_test)
+    base_dir, _ = _base(preset, cache_dir, data)
+    device = _device(preset)
+    jobs = [("grpo", str(base_dir), data["rl"], data["val"], replace(preset.rl, learning_rate=lr), preset.sweep_seed,
+             str(cache_dir / "sweep" / str(lr)), device == "cpu") for lr in preset.sweep_learning_rates]
+    rows = [{"learning_rate": lr, "final": result["eval"][-1], "curve": result["eval"], "seconds": result["seconds"],
+             "cpu_seconds": result.get("cpu_seconds")}
+            for lr, result in zip(preset.sweep_learning_rates, _map_runs(jobs, preset.jobs), strict=True)]
+    acc = f"avg@{preset.rl.eval_k}"
+    best = max(rows, key=lambda r: r["final"][acc])["learning_rate"]
+    model, tokenizer = _load(base_dir, device)
+    base = evaluate(model, tokenizer, data["val"], preset.rl.eval_k, preset.rl.max_completion_length, seed=0)
+    out = {"rule": f"GRPO on the validation split, seed {preset.sweep_seed}, highest final {acc}; the chosen "
+                   "learning rate is used for every method",
+           "method": "grpo", "seed": preset.sweep_seed, "base": base, "rows": rows, "chosen_learning_rate": best}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sweep.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _job(args: tuple) -> dict:
+    threads, job = args
+    if threads:
+        torch.set_num_threads(threads)
+    method, seed, lr = job[0], job[5], job[4].learning_rate
+    print(f"[miniature] {LABELS[method]}, seed {seed}, learning rate {lr}", flush=True)
+    return run(*job)
+
+
+def _map_runs(jobs: list[tuple], num_workers: int) -> Iterator[dict]:
+    """Run the jobs in order, or in `num_workers` processes (each with the parent's torch thread count); yield the
+    results in job order."""
+    threads = torch.get_num_threads()
+    if num_workers <= 1:
+        yield from (_job((None, job)) for job in jobs)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
+        yield from pool.map(_job, [(threads, job) for job in jobs])
+
+
+def _settings(preset: Preset) -> dict:
+    settings = asdict(preset)
+    settings["solution_styles"] = SOLUTION_STYLES
+    return settings
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.miniature", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "sweep"))
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    parser.add_argument("--output-dir", type=Path, help="Default: benchmarks/miniature/results/PRESET")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="Base checkpoints and run scratch.")
+    parser.add_argument("--learning-rate", type=float, help="Override the preset's RL learning rate.")
+    parser.add_argument("--steps", type=int, help="Override the preset's RL steps.")
+    parser.add_argument("--seeds", type=int, nargs="+", help="Override the preset's comparison seeds.")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's).")
+    parser.add_argument("--jobs", type=int, help="RL runs in parallel processes (default: the preset's).")
+    args = parser.parse_args(argv)
+    preset = get_preset(args.preset, learning_rate=args.learning_rate, steps=args.steps,
+                        seeds=tuple(args.seeds) if args.seeds else None, jobs=args.jobs)
+    # Default: share the cores between the parallel runs (2 cores, 2 jobs: 1 thread each).
+    torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // preset.jobs))
+    out_dir = args.output_dir or DEFAULT_RESULTS / preset.name
+    if args.command == "sweep":
+        result = sweep(preset, out_dir, args.cache_dir)
+        print(f"[miniature] chosen learning rate: {result['chosen_learning_rate']}")
+        return 0
+    sweep_result = _read_json(out_dir / "sweep.json")
+    if args.learning_rate is None and sweep_result is not None:
+        preset = replace(preset, rl=replace(preset.rl, learning_rate=sweep_result["chosen_learning_rate"]))
+        print(f"[miniature] learning rate {preset.rl.learning_rate} from {out_dir / 'sweep.json'}")
+    results = compare(preset, out_dir, args.cache_dir, tuple(args.methods))
+    acc = f"avg@{preset.rl.eval_k}"
+    for method, summary in results["summary"].items():
+        if acc in summary:
+            print(f"{method:>10}: {acc} {summary[acc]['mean']:.3f} +- {summary[acc]['std']:.3f}")
+    print(f"[miniature] wrote {out_dir / 'results.json'} in {results['wall_seconds']:.0f} s")
+    return 0
