@@ -211,7 +211,6 @@ def test_push_to_hub_uploads_model_tokenizer_and_card(tiny_model_dir, tmp_path, 
         torch.testing.assert_close(tensor, trainer.model.state_dict()[name])
 
 
-@pytest.mark.xfail(strict=True, reason="the model card does not yet state the DSRL settings (model card rewrite)")
 def test_pushed_card_states_switch_step_filters_and_coefficients(tiny_model_dir, tmp_path, fake_hub):
     args = dsrl_args(tmp_path, max_steps=1, push_to_hub=True, hub_model_id="someone/tiny-dsrl", dsrl_switch_step=7)
     trainer = DSRLTrainer(tiny_model_dir, reward_funcs=boxed_reward, args=args, train_dataset=toy_dataset())
