@@ -21,7 +21,7 @@ def test_sdist_ships_what_the_tests_need(tmp_path, monkeypatch):
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "MANIFEST.in"):
         shutil.copy(ROOT / name, src / name)
-    for folder in ("src", "tests", "benchmarks"):
+    for folder in ("src", "tests", "benchmarks", "examples", "notebooks"):
         shutil.copytree(ROOT / folder, src / folder, ignore=ignore)
     monkeypatch.chdir(src)
     name = build_meta.build_sdist(str(tmp_path / "dist"))
@@ -35,6 +35,7 @@ def test_sdist_ships_what_the_tests_need(tmp_path, monkeypatch):
     assert {"tests/conftest.py", "tests/scripts/dist_train.py", "tests/data/gsm8k.jsonl"} <= expected
     assert expected <= files, f"missing from the sdist: {sorted(expected - files)}"
     assert "src/prerl_trl/recipes/dsrl_qwen3_4b_math.yaml" in files and "CHANGELOG.md" in files
+    assert {"examples/slurm_multi_node.sbatch", "notebooks/quickstart.ipynb"} <= files  # tests read them
     assert not any("__pycache__" in f for f in files)
 
     assert metadata["Version"] == prerl_trl.__version__
