@@ -60,6 +60,8 @@ def parity_reward(completion_ids, **kwargs) -> list[float]:
 @pytest.mark.parametrize("vllm_mode", ["colocate", "server"])
 def test_vllm_generation_and_conditional_importance_sampling(tiny_model_dir, tmp_path, monkeypatch, vllm_mode):
     monkeypatch.setattr("trl.trainer.grpo_trainer.VLLMGeneration", FakeVLLMGeneration)
+    # The stand-in replaces the server too: nothing answers its health check (tests/test_vllm_server.py covers that).
+    monkeypatch.setattr("prerl_trl.trainer.check_vllm_server", lambda *args, **kwargs: None)
     args = make_config(
         PreRLConfig,
         tmp_path,
