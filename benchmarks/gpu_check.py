@@ -25,6 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from loss_phase import build_model  # noqa: E402
+from trainer_overhead import parity_reward  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from prerl_trl import DSRLConfig, DSRLTrainer, PreRLConfig, PreRLTrainer  # noqa: E402
@@ -32,10 +33,6 @@ from prerl_trl.diagnostics import gradient_alignment  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-
-
-def parity_reward(completion_ids, **kwargs) -> list[float]:
-    return [float(sum(ids) % 2) for ids in completion_ids]
 
 
 def train_steps(cli, model_dir: str, workdir: str) -> dict:

@@ -22,28 +22,18 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import loss_phase  # noqa: E402  (benchmarks/, beside this script)
 import torch  # noqa: E402
-from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from prerl_trl import DSRLConfig, DSRLTrainer, PreRLConfig, PreRLTrainer  # noqa: E402
-from prerl_trl.tiny import build_tiny_model, build_tiny_tokenizer, toy_dataset  # noqa: E402
-
-QWEN25_05B = dict(
-    hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-    max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True,
-)
+from prerl_trl.tiny import build_tiny_model, toy_dataset  # noqa: E402
 
 
 def build_model(shape: str, directory: str) -> str:
-    if shape == "tiny":
+    if shape == "tiny":  # warmed up, so that rollouts mix right and wrong answers
         return str(build_tiny_model(directory, warmup_steps=100))
-    tokenizer = build_tiny_tokenizer()
-    config = Qwen2Config(vocab_size=151_936, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         **QWEN25_05B)
-    Qwen2ForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return loss_phase.build_model(shape, directory, max_positions=32768)
 
 
 def parity_reward(completion_ids, **kwargs) -> list[float]:

@@ -251,11 +251,7 @@ class PreRLTrainer(GRPOTrainer):
         """
         rows, width = kept_rows(loss_mask)
         num_rows = rows.numel()
-        num_chunks = -(-num_rows // chunk_size)
-        if self.accelerator.num_processes > 1:
-            counts = self.accelerator.gather(torch.tensor([num_chunks], device=completion_ids.device))
-            num_chunks = int(counts.max().item())
-        full = torch.zeros(completion_ids.shape, dtype=torch.float32, device=completion_ids.device)
+        num_chunks = self._most_over_processes(-(-num_rows // chunk_size))
         padded = pad_rows(rows, max(num_rows, 1))  # one row to stand in for the dummy pass when none is kept
         ids, mask = completion_ids[padded, :width], completion_mask[padded, :width]
         pieces = []
@@ -266,9 +262,16 @@ class PreRLTrainer(GRPOTrainer):
                     continue
                 logps, _, _ = self._get_per_token_logps_and_entropies(model, ids[start:end], mask[start:end], width)
                 pieces.append(logps.float())
-        if pieces:
-            full = scatter_rows(torch.cat(pieces), rows, tuple(completion_ids.shape))
-        return full
+        if not pieces:
+            return torch.zeros(completion_ids.shape, dtype=torch.float32, device=completion_ids.device)
+        return scatter_rows(torch.cat(pieces), rows, tuple(completion_ids.shape))
+
+    def _most_over_processes(self, value: int) -> int:
+        """The largest `value` over all processes (itself with one process): counts they must agree on."""
+        if self.accelerator.num_processes == 1:
+            return value
+        device = self.accelerator.device
+        return int(self.accelerator.gather(torch.tensor([value], device=device)).max().item())
 
     def _marginal_ref_logps(self, completion_ids, completion_mask, loss_mask, chunk_size) -> torch.Tensor:
         if self.ref_model is not None:
@@ -436,9 +439,7 @@ class PreRLTrainer(GRPOTrainer):
         still run its forward and backward for the collectives of DDP / ZeRO-3 / FSDP."""
         rows, width = kept_rows(batch["completion_mask"] * batch["tool_mask"])
         kept = rows.numel()
-        target = max(kept, 1)
-        if self.accelerator.num_processes > 1:
-            target = int(self.accelerator.gather(torch.tensor([target], device=rows.device)).max().item())
+        target = self._most_over_processes(max(kept, 1))
         batch = compact_batch(batch, pad_rows(rows, target), width)
         if target > kept:
             batch["tool_mask"][kept:] = 0
