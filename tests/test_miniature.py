@@ -48,7 +48,8 @@ def test_splits_are_disjoint():
 
 def test_pipeline_writes_outputs(tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
-    results = compare(get_preset("smoke"), out, cache)
+    preset = get_preset("smoke")
+    results = compare(preset, out, cache, learning_rates={"nsr_prerl": 5e-4})  # the per-method rule, for one method
     written = json.loads((out / "results.json").read_text())
     assert (out / "miniature.png").stat().st_size > 1000
     assert set(written["runs"]) == set(METHODS)
@@ -58,7 +59,11 @@ def test_pipeline_writes_outputs(tmp_path):
         assert [p["step"] for p in curve] == [0, 2]  # the base, then every 2 steps
         for point in curve:
             assert 0.0 <= point[f"avg@{k}"] <= point["pass@k"][str(k)] <= 1.0
-        assert len(written["runs"][method]["1"]["train"]) == 2
+        train_log = written["runs"][method]["1"]["train"]
+        assert len(train_log) == 2
+        # The optimizer ran at the method's own learning rate where one was given, else at the preset's.
+        expected = 5e-4 if method == "nsr_prerl" else preset.rl.learning_rate
+        assert [e["learning_rate"] for e in train_log] == pytest.approx([expected] * 2)
     assert written["gradient_alignment_base"]["num_pairs"] == 4
     assert math.isfinite(written["gradient_alignment_base"]["cosine_mean"])
     assert results["summary"]["base"][f"avg@{k}"]["values"] == [written["runs"]["grpo"]["1"]["eval"][0][f"avg@{k}"]]

@@ -1,7 +1,9 @@
-"""Markdown tables from a results.json: `python -m benchmarks.miniature.report benchmarks/miniature/results/cpu`."""
+"""Markdown tables from a results.json: `python -m benchmarks.miniature.report benchmarks/miniature/results/cpu`
+(`--plot` also redraws the figure, for results written where matplotlib was missing)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -40,11 +42,15 @@ def tables(results: dict) -> str:
               f"{_num(ga['mean_cosine_correct'])} / {_num(ga['mean_cosine_wrong'])} |"]
     sweep = results.get("sweep")
     if sweep:
-        lines += ["", f"Learning-rate sweep ({sweep['rule']}):", "", "| learning rate | final " + acc + " |",
-                  "| --- | --- |"]
+        lines += ["", f"Learning-rate sweep ({sweep['rule']}):", "",
+                  "| method | learning rate | final " + acc + " |", "| --- | --- | --- |"]
         if sweep.get("base"):
-            lines.append(f"| base model (step 0) | {sweep['base'][acc]:.3f} |")
-        lines += [f"| {r['learning_rate']:g} | {r['final'][acc]:.3f} |" for r in sweep["rows"]]
+            lines.append(f"| base model (step 0) | - | {sweep['base'][acc]:.3f} |")
+        lines += [f"| {LABELS[r.get('method', 'grpo')]} | {r['learning_rate']:g} | {r['final'][acc]:.3f} |"
+                  for r in sweep["rows"]]
+    if "learning_rates" in results:
+        lines += ["", "Learning rate per method: " + ", ".join(
+            f"{LABELS[m]} {lr:g}" for m, lr in results["learning_rates"].items())]
     return "\n".join(lines)
 
 
@@ -52,5 +58,19 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.miniature.report", description=__doc__)
+    parser.add_argument("results_dir", type=Path, help="A folder with results.json (and sweep.json).")
+    parser.add_argument("--plot", action="store_true", help="Also (re)draw miniature.png there (needs matplotlib).")
+    args = parser.parse_args(argv)
+    results = json.loads((args.results_dir / "results.json").read_text())
+    print(tables(results))
+    if args.plot:
+        from .plots import plot_all
+
+        print(f"wrote {plot_all(results, args.results_dir)[0]}")
+    return 0
+
+
 if __name__ == "__main__":
-    print(tables(json.loads((Path(sys.argv[1]) / "results.json").read_text())))
+    sys.exit(main())

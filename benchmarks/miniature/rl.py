@@ -119,7 +119,7 @@ def run(method: str, base_dir: str, train: list[Problem], held_out: list[Problem
     trainer.remove_callback(PrinterCallback)  # the per-step logs go to results.json, not the terminal
     start, cpu_start = time.time(), time.process_time()
     trainer.train()
-    keep = ("reward", "completions/mean_length", "prerl/kept_frac", "prerl/active", "behaviors/transition",
+    keep = ("reward", "learning_rate", "completions/mean_length", "prerl/kept_frac", "prerl/active", "behaviors/transition",
             "behaviors/reflection")
     train_log = [
         {"step": e["step"], **{k: e[k] for k in keep if k in e}} for e in trainer.state.log_history if "reward" in e

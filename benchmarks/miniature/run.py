@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from . import plots
 from .evaluate import base_alignment, evaluate
 from .presets import PRESETS, Preset, get_preset
 from .pretrain import pretrain
@@ -84,8 +83,11 @@ def summarize(runs: dict, base_evals: dict, k: int) -> dict:
     return out
 
 
-def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, ...] = METHODS) -> dict:
-    """The comparison: every method from the same base, same budget, same seeds, measured on the test split."""
+def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, ...] = METHODS,
+            learning_rates: dict[str, float] | None = None) -> dict:
+    """The comparison: every method from the same base, same budget, same seeds, measured on the test split.
+    `learning_rates` gives a method its own learning rate (the per-method rule); the others use the preset's."""
+    rates = {method: (learning_rates or {}).get(method, preset.rl.learning_rate) for method in methods}
     start, cpu_start = time.time(), time.process_time()
     data = splits(preset.num_steps, preset.num_pretrain, preset.num_rl, preset.num_val, preset.num_test)
     base_dir, pretrain_info = _base(preset, cache_dir, data)
@@ -96,15 +98,17 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
     base_evals = {str(seed): {"step": 0, **evaluate(model, tokenizer, data["test"], s.eval_k, s.max_completion_length,
                                                     seed=seed * 100_003)} for seed in preset.seeds}
     del model
-    jobs = [(method, str(base_dir), data["rl"], data["test"], s, seed, str(cache_dir / "runs" / f"{method}-{seed}"),
-             device == "cpu") for seed in preset.seeds for method in methods]  # seed-major: partial runs compare
+    jobs = [(method, str(base_dir), data["rl"], data["test"], replace(s, learning_rate=rates[method]), seed,
+             str(cache_dir / "runs" / f"{method}-{seed}"), device == "cpu")
+            for seed in preset.seeds for method in methods]  # seed-major: partial runs compare
     runs: dict = {method: {} for method in methods}
     out_dir.mkdir(parents=True, exist_ok=True)
     for done, (job, result) in enumerate(zip(jobs, _map_runs(jobs, preset.jobs), strict=True), start=1):
         method, seed = job[0], job[5]
         result["eval"] = [base_evals[str(seed)], *result["eval"]]
         runs[method][str(seed)] = result
-        # Written after every run, so an interrupted comparison leaves a usable (partial) results.json and plot.
+        # Written after every run, so an interrupted comparison leaves a usable (partial) results.json, and a figure
+        # of the seeds it finished.
         results = {
             "complete": done == len(jobs),
             "preset": preset.name,
@@ -114,6 +118,7 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
             "gradient_alignment_base": alignment,
             "summary": summarize({m: r for m, r in runs.items() if r}, base_evals, s.eval_k),
             "runs": {m: r for m, r in runs.items() if r},
+            "learning_rates": rates,
             "sweep": _read_json(out_dir / "sweep.json"),
             "device": device,
             "torch_threads": torch.get_num_threads(),
@@ -122,27 +127,46 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
                 r["cpu_seconds"] for by_seed in runs.values() for r in by_seed.values()),
         }
         (out_dir / "results.json").write_text(json.dumps(results, indent=1))
-        plots.plot_all(results, out_dir)
+        if done == len(jobs) or jobs[done][5] != seed:  # the figure once per finished seed (drawing costs seconds)
+            _plot(results, out_dir)
     return results
 
 
-def sweep(preset: Preset, out_dir: Path, cache_dir: Path) -> dict:
-    """Pick the learning rate once: GRPO on the validation split with `sweep_seed`, best final avg@k wins."""
+def _plot(results: dict, out_dir: Path) -> None:
+    """The figure, when matplotlib is installed (GPU images often lack it: `python -m benchmarks.miniature.report
+    DIR --plot` draws it later from results.json)."""
+    try:
+        from . import plots
+    except ImportError:
+        return
+    plots.plot_all(results, out_dir)
+
+
+def sweep(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, ...] = ("grpo",)) -> dict:
+    """Pick the learning rate once, on the validation split with `sweep_seed`: best final avg@k wins. With GRPO alone
+    (the default) its choice is shared by every method; with several methods each gets its own by the same rule."""
     data = splits(preset.num_steps, preset.num_pretrain, preset.num_rl, preset.num_val, preset.num_test)
     base_dir, _ = _base(preset, cache_dir, data)
     device = _device(preset)
-    jobs = [("grpo", str(base_dir), data["rl"], data["val"], replace(preset.rl, learning_rate=lr), preset.sweep_seed,
-             str(cache_dir / "sweep" / str(lr)), device == "cpu") for lr in preset.sweep_learning_rates]
-    rows = [{"learning_rate": lr, "final": result["eval"][-1], "curve": result["eval"], "seconds": result["seconds"],
-             "cpu_seconds": result.get("cpu_seconds")}
-            for lr, result in zip(preset.sweep_learning_rates, _map_runs(jobs, preset.jobs), strict=True)]
+    grid = [(method, lr) for method in methods for lr in preset.sweep_learning_rates]
+    jobs = [(method, str(base_dir), data["rl"], data["val"], replace(preset.rl, learning_rate=lr), preset.sweep_seed,
+             str(cache_dir / "sweep" / f"{method}-{lr}"), device == "cpu") for method, lr in grid]
+    rows = [{"method": method, "learning_rate": lr, "final": result["eval"][-1], "curve": result["eval"],
+             "seconds": result["seconds"], "cpu_seconds": result.get("cpu_seconds")}
+            for (method, lr), result in zip(grid, _map_runs(jobs, preset.jobs), strict=True)]
     acc = f"avg@{preset.rl.eval_k}"
-    best = max(rows, key=lambda r: r["final"][acc])["learning_rate"]
+    chosen = {method: max((r for r in rows if r["method"] == method), key=lambda r: r["final"][acc])["learning_rate"]
+              for method in methods}
     model, tokenizer = _load(base_dir, device)
     base = evaluate(model, tokenizer, data["val"], preset.rl.eval_k, preset.rl.max_completion_length, seed=0)
-    out = {"rule": f"GRPO on the validation split, seed {preset.sweep_seed}, highest final {acc}; the chosen "
-                   "learning rate is used for every method",
-           "method": "grpo", "seed": preset.sweep_seed, "base": base, "rows": rows, "chosen_learning_rate": best}
+    if methods == ("grpo",):
+        rule = (f"GRPO on the validation split, seed {preset.sweep_seed}, highest final {acc}; the chosen learning "
+                "rate is used for every method")
+    else:
+        rule = (f"each method on the validation split, seed {preset.sweep_seed}, highest final {acc}; each method "
+                "uses its own choice")
+    out = {"rule": rule, "methods": list(methods), "seed": preset.sweep_seed, "base": base, "rows": rows,
+           "chosen_per_method": chosen, "chosen_learning_rate": chosen.get("grpo", next(iter(chosen.values())))}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(out, indent=1))
     return out
@@ -175,6 +199,15 @@ def _settings(preset: Preset) -> dict:
     return settings
 
 
+def _per_method_rates(sweep_result: dict | None, methods: tuple[str, ...], path: Path) -> dict[str, float]:
+    chosen = (sweep_result or {}).get("chosen_per_method", {})
+    missing = [m for m in methods if m not in chosen]
+    if missing:
+        raise SystemExit(f"--lr-rule per-method: {path} has no learning rate for {', '.join(missing)}; run `python -m "
+                         f"benchmarks.miniature sweep --methods {' '.join(methods)}` with the same --output-dir first")
+    return {m: chosen[m] for m in methods}
+
+
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -189,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, help="Override the preset's RL learning rate.")
     parser.add_argument("--steps", type=int, help="Override the preset's RL steps.")
     parser.add_argument("--seeds", type=int, nargs="+", help="Override the preset's comparison seeds.")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS,
+                        help="run: the methods to compare (default: all); sweep: the methods to sweep (default: grpo, "
+                             "whose choice every method then shares).")
+    parser.add_argument("--lr-rule", choices=("shared", "per-method"), default="shared",
+                        help="run: every method at GRPO's swept learning rate (shared), or each at its own (per-method; "
+                             "needs a sweep over those methods).")
     parser.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's).")
     parser.add_argument("--jobs", type=int, help="RL runs in parallel processes (default: the preset's).")
     args = parser.parse_args(argv)
@@ -199,14 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // preset.jobs))
     out_dir = args.output_dir or DEFAULT_RESULTS / preset.name
     if args.command == "sweep":
-        result = sweep(preset, out_dir, args.cache_dir)
-        print(f"[miniature] chosen learning rate: {result['chosen_learning_rate']}")
+        result = sweep(preset, out_dir, args.cache_dir, tuple(args.methods or ("grpo",)))
+        print(f"[miniature] chosen learning rate: {result['chosen_per_method']}")
         return 0
+    methods = tuple(args.methods or METHODS)
     sweep_result = _read_json(out_dir / "sweep.json")
-    if args.learning_rate is None and sweep_result is not None:
+    per_method = None
+    if args.lr_rule == "per-method":
+        per_method = _per_method_rates(sweep_result, methods, out_dir / "sweep.json")
+        print(f"[miniature] learning rates {per_method} from {out_dir / 'sweep.json'}")
+    elif args.learning_rate is None and sweep_result is not None:
         preset = replace(preset, rl=replace(preset.rl, learning_rate=sweep_result["chosen_learning_rate"]))
         print(f"[miniature] learning rate {preset.rl.learning_rate} from {out_dir / 'sweep.json'}")
-    results = compare(preset, out_dir, args.cache_dir, tuple(args.methods))
+    results = compare(preset, out_dir, args.cache_dir, methods, per_method)
     acc = f"avg@{preset.rl.eval_k}"
     for method, summary in results["summary"].items():
         if acc in summary:
