@@ -50,7 +50,7 @@ PRESETS = {
                                   steps=2500, batch_size=128, learning_rate=2e-3),
         rl=RLSettings(steps=50, prompts_per_step=32, num_generations=8, max_completion_length=96, dsrl_switch_step=15,
                       eval_every=10, eval_k=16),
-        device="cuda", jobs=5,
+        device="cuda", jobs=8,
     ),
 }
 
