@@ -29,3 +29,20 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert all(steps[name]["max_weight_change"] > 0 for name in ("grpo", "nsr_prerl", "joint", "dsrl"))
     phase = json.loads((tmp_path / "loss_phase.json").read_text())["results"]
     assert phase["nsr_prerl"]["rows_in_loss"] < phase["grpo"]["rows_in_loss"]
+
+
+def test_miniature_gpu_script_runs_a_preset(tmp_path):
+    """benchmarks/miniature/gpu.sh (sweep, then the comparison) with the smoke preset on the CPU, writing under $OUT."""
+    command = ["bash", str(ROOT / "benchmarks" / "miniature" / "gpu.sh"), "--preset", "smoke", "--cache-dir",
+               str(tmp_path / "cache"), "--methods", "grpo", "nsr_prerl"]
+    env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1", "OUT": str(tmp_path), "PRERL_NO_WHEELS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "miniature-gpu"
+    sweep = json.loads((out / "sweep.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    # The sweep covered the methods given, and the comparison used the rate it chose (the shared rule: GRPO's).
+    assert sweep["methods"] == ["grpo", "nsr_prerl"]
+    assert set(results["runs"]) == {"grpo", "nsr_prerl"}
+    assert set(results["learning_rates"].values()) == {sweep["chosen_per_method"]["grpo"]}
+    assert "gpu preset:" in result.stdout
