@@ -27,11 +27,14 @@ def plot_all(results: dict, out_dir: Path) -> list[Path]:
     k = results["settings"]["rl"]["eval_k"]
     panels = [(f"avg@{k}", f"held-out avg@{k}"), ("response_length", "response length (tokens)"),
               ("transition", "transition thoughts / response"), ("reflection", "reflection thoughts / response")]
+    rates = results.get("learning_rates", {})
+    per_method = len(set(rates.values())) > 1
     fig, axes = plt.subplots(1, 5, figsize=(22, 4.2))
     for ax, (key, title) in zip(axes, panels, strict=False):
         for method, by_seed in results["runs"].items():
             steps, mean, lo, hi = _curve(by_seed, key)
-            ax.plot(steps, mean, marker="o", ms=3, color=COLORS.get(method), label=LABELS.get(method, method))
+            label = LABELS.get(method, method) + (f", lr {rates[method]:g}" if per_method else "")
+            ax.plot(steps, mean, marker="o", ms=3, color=COLORS.get(method), label=label)
             ax.fill_between(steps, lo, hi, color=COLORS.get(method), alpha=0.12)
         ax.set_title(title)
         ax.set_xlabel("RL step")
@@ -42,8 +45,9 @@ def plot_all(results: dict, out_dir: Path) -> list[Path]:
     axes[0].legend(fontsize=8)
     _pass_at_k(axes[4], results)
     n_seeds = min(len(by_seed) for by_seed in results["runs"].values())
+    rule = "each method at its own learning rate" if per_method else "one learning rate for all"
     fig.suptitle(f"Miniature ({results['preset']} preset, {results['pretrain']['num_params'] / 1e6:.1f}M-parameter "
-                 f"model trained from scratch): mean of {n_seeds} seed(s), band = min..max", fontsize=11)
+                 f"model trained from scratch, {rule}): mean of {n_seeds} seed(s), band = min..max", fontsize=11)
     fig.tight_layout()
     path = Path(out_dir) / "miniature.png"
     fig.savefig(path, dpi=90)
