@@ -48,7 +48,7 @@ GRID = {
     "lora_kl": {"peft_config": "lora", "beta": 0.1},
     "moe_router_loss": {"moe": True},
 }
-# (an environment_factory run is not in the grid yet)
+# Tools and environment_factory: tests/test_tools.py (they need a tool-calling chat template and a forced generate).
 
 
 def moe_model_dir(directory) -> str:
@@ -75,6 +75,7 @@ def run(trainer_cls, config_cls, model_dir, tmp_path, options):
     options = dict(options)
     reward = options.pop("reward", boxed_reward)
     peft_config = options.pop("peft_config", None)
+    tools = {key: options.pop(key) for key in ("tools", "environment_factory") if key in options}
     if peft_config == "lora":
         from peft import LoraConfig
 
@@ -90,7 +91,7 @@ def run(trainer_cls, config_cls, model_dir, tmp_path, options):
     values.update(options)
     args = config_cls(**values, **extra)
     trainer = trainer_cls(model_dir, reward_funcs=reward, args=args, train_dataset=toy_dataset(repeat=4),
-                          peft_config=peft_config)
+                          peft_config=peft_config, **tools)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train()
