@@ -15,5 +15,7 @@ cd "$(dirname "$0")/.."
 out="${OUT:-gpu_check_out}"
 
 if [ "${1:-}" = "--cpu" ]; then export PRERL_NO_WHEELS=1; fi
+python="${PYTHON:-python3}"
+# shellcheck source=/dev/null
 . benchmarks/gpu_env.sh
 exec "$python" benchmarks/gpu_check.py --out "$out" "$@"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the GPU scripts (gpu_check.sh, miniature/gpu.sh) from the repository root: on an offline machine whose
 # Python lacks trl / datasets / math-verify / deepspeed, install the wheels carried in a git-ignored .whl/ (see
 # benchmarks/README.md) into /tmp with --no-index, and put them, src/ and benchmarks/ on PYTHONPATH.

@@ -33,7 +33,10 @@ def test_every_example_is_named_in_the_readme():
         assert f"examples/{path.name}" in readme, path.name
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+BENCHMARK_SCRIPTS = sorted((ROOT / "benchmarks").rglob("*.sh"))  # the GPU scripts: they rot between GPU sessions
+
+
+@pytest.mark.parametrize("script", [*SCRIPTS, *BENCHMARK_SCRIPTS], ids=lambda p: p.name)
 def test_scripts_parse_and_pass_shellcheck(script):
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

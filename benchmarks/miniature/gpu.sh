@@ -9,6 +9,8 @@
 # An offline machine without trl / datasets: carry their wheels in .whl/ (benchmarks/README.md), as for gpu_check.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+python="${PYTHON:-python3}"
+# shellcheck source=/dev/null
 . benchmarks/gpu_env.sh
 if [ -n "${OUT:-}" ]; then out="$OUT/miniature-gpu"; else out=benchmarks/miniature/results/gpu; fi
 start=$(date +%s)
