@@ -147,7 +147,7 @@ def hand_written_gradients(model_dir: str, batch: dict, sample_filter: str, coef
         group = [s["reward"] for s in rows if s["group"] == r["group"]]
         assert len(group) == 4
         r["advantage"] = r["reward"] - sum(group) / len(group)
-    kept = [r for r in rows if sample_filter == "all" or r["advantage"] < 0]
+    kept = [r for r in rows if {"all": True, "negative": r["advantage"] < 0, "positive": r["advantage"] > 0}[sample_filter]]
     assert any(r["tool"] for r in kept), "no tool-calling rollout among the kept ones"
     total = sum(r["model_tokens"].sum() for r in kept)
     loss = 0.0
@@ -169,9 +169,9 @@ def tool_config(config_cls, tmp_path, **options):
     return config_cls(**values)
 
 
-@pytest.mark.parametrize("sample_filter", ["negative", "all"])
+@pytest.mark.parametrize("sample_filter", ["negative", "positive", "all"])
 def test_pretrain_space_loss_leaves_tool_results_out(tool_model_dir, tmp_path, sample_filter):
-    """NSR-PreRL and PreRL-all with tool calls: the gradient of one step equals the hand-written loss's, over the
+    """NSR-PreRL, PSR-PreRL and PreRL-all with tool calls: the gradient of one step equals the hand-written loss's, over the
     model's tokens only; TRL's `tool_mask` is 0 exactly on the tool results."""
     from conftest import boxed_reward
 
