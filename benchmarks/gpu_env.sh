@@ -2,8 +2,8 @@
 # Sourced by the GPU scripts (gpu_check.sh, miniature/gpu.sh) from the repository root: on an offline machine whose
 # Python lacks trl / datasets / math-verify / deepspeed, install the wheels carried in a git-ignored .whl/ (see
 # benchmarks/README.md) into /tmp with --no-index, and put them, src/ and benchmarks/ on PYTHONPATH.
-# Set PRERL_NO_WHEELS=1 to skip the wheels (the CPU dry-runs do).
-python="${PYTHON:-python3}"
+# Set PRERL_NO_WHEELS=1 to skip the wheels (the CPU dry-runs do). Installs with the caller's $python.
+: "${python:?set python before sourcing gpu_env.sh}"
 if [ -d .whl ] && [ -z "${PRERL_NO_WHEELS:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then
   site=/tmp/prerl-gpu-site
   if [ ! -f "$site/.installed" ]; then

@@ -46,7 +46,7 @@ def tables(results: dict) -> str:
                   "| method | learning rate | final " + acc + " |", "| --- | --- | --- |"]
         if sweep.get("base"):
             lines.append(f"| base model (step 0) | - | {sweep['base'][acc]:.3f} |")
-        lines += [f"| {LABELS[r.get('method', 'grpo')]} | {r['learning_rate']:g} | {r['final'][acc]:.3f} |"
+        lines += [f"| {LABELS[r['method']]} | {r['learning_rate']:g} | {r['final'][acc]:.3f} |"
                   for r in sweep["rows"]]
     if "learning_rates" in results:
         lines += ["", "Learning rate per method: " + ", ".join(

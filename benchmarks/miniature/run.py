@@ -159,14 +159,10 @@ def sweep(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, ..
               for method in methods}
     model, tokenizer = _load(base_dir, device)
     base = evaluate(model, tokenizer, data["val"], preset.rl.eval_k, preset.rl.max_completion_length, seed=0)
-    if methods == ("grpo",):
-        rule = (f"GRPO on the validation split, seed {preset.sweep_seed}, highest final {acc}; the chosen learning "
-                "rate is used for every method")
-    else:
-        rule = (f"each method on the validation split, seed {preset.sweep_seed}, highest final {acc}; each method "
-                "uses its own choice")
+    rule = (f"{', '.join(LABELS[m] for m in methods)} on the validation split, seed {preset.sweep_seed}, highest "
+            f"final {acc} per method; `run` gives every method GRPO's choice, or each its own with --lr-rule per-method")
     out = {"rule": rule, "methods": list(methods), "seed": preset.sweep_seed, "base": base, "rows": rows,
-           "chosen_per_method": chosen, "chosen_learning_rate": chosen.get("grpo", next(iter(chosen.values())))}
+           "chosen_per_method": chosen}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(out, indent=1))
     return out
@@ -199,11 +195,12 @@ def _settings(preset: Preset) -> dict:
     return settings
 
 
-def _per_method_rates(sweep_result: dict | None, methods: tuple[str, ...], path: Path) -> dict[str, float]:
+def _swept_rates(sweep_result: dict | None, methods: tuple[str, ...], path: Path) -> dict[str, float]:
+    """The learning rates the sweep chose for `methods`, or one line saying which sweep to run first."""
     chosen = (sweep_result or {}).get("chosen_per_method", {})
     missing = [m for m in methods if m not in chosen]
     if missing:
-        raise SystemExit(f"--lr-rule per-method: {path} has no learning rate for {', '.join(missing)}; run `python -m "
+        raise SystemExit(f"{path} has no swept learning rate for {', '.join(missing)}; run `python -m "
                          f"benchmarks.miniature sweep --methods {' '.join(methods)}` with the same --output-dir first")
     return {m: chosen[m] for m in methods}
 
@@ -244,11 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     sweep_result = _read_json(out_dir / "sweep.json")
     per_method = None
     if args.lr_rule == "per-method":
-        per_method = _per_method_rates(sweep_result, methods, out_dir / "sweep.json")
+        per_method = _swept_rates(sweep_result, methods, out_dir / "sweep.json")
         print(f"[miniature] learning rates {per_method} from {out_dir / 'sweep.json'}")
     elif args.learning_rate is None and sweep_result is not None:
-        preset = replace(preset, rl=replace(preset.rl, learning_rate=sweep_result["chosen_learning_rate"]))
-        print(f"[miniature] learning rate {preset.rl.learning_rate} from {out_dir / 'sweep.json'}")
+        shared = _swept_rates(sweep_result, ("grpo",), out_dir / "sweep.json")["grpo"]
+        preset = replace(preset, rl=replace(preset.rl, learning_rate=shared))
+        print(f"[miniature] learning rate {preset.rl.learning_rate} (GRPO's) from {out_dir / 'sweep.json'}")
     results = compare(preset, out_dir, args.cache_dir, methods, per_method)
     acc = f"avg@{preset.rl.eval_k}"
     for method, summary in results["summary"].items():
