@@ -8,6 +8,7 @@ import json
 import math
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,57 @@ def test_pipeline_writes_outputs(tmp_path):
     assert results["summary"]["base"][f"avg@{k}"]["values"] == [written["runs"]["grpo"]["1"]["eval"][0][f"avg@{k}"]]
     # The base checkpoint is cached: a second pretraining call reuses it.
     assert len(list(cache.glob("base-*/pretrain.json"))) == 1
+
+
+def test_corpus_with_standalone_solutions():
+    problems = task.splits(3, num_pretrain=2000, num_rl=1, num_val=1, num_test=1, seed=0)["pretrain"]
+    plain, mixed = task.corpus(problems, 0), task.corpus(problems, 0, standalone_share=0.3)
+    assert all(doc.startswith(p.prompt + " ") for doc, p in zip(plain, problems, strict=True))
+    standalone = [(doc, p) for doc, p in zip(mixed, problems, strict=True) if not doc.startswith(p.prompt)]
+    # 600 expected of 2000; 5 binomial standard deviations (about 20 documents each) either side.
+    assert 500 < len(standalone) < 700
+    for doc, p in standalone:
+        # BOS, then exactly what a rollout after the prompt's "A:" is: a space, the worked solution, EOS.
+        assert doc.startswith(task.BOS + " " + str(p.start)) and doc.endswith(task.EOS) and "Q:" not in doc
+        assert task.boxed_answer(doc) is not None
+    with pytest.raises(ValueError, match="standalone_share"):
+        task.corpus(problems, 0, standalone_share=1.0)
+
+
+def test_t_critical_matches_published_tables():
+    from benchmarks.miniature.stats import mean_interval, t_critical
+
+    # Two-sided 95% critical values of Student's t, from the standard printed tables.
+    for df, value in {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 19: 2.093, 30: 2.042}.items():
+        assert t_critical(df) == pytest.approx(value, abs=1e-3)
+    ci = mean_interval([0.1, 0.3, 0.2])
+    assert ci["sd"] == pytest.approx(0.1)  # sample std (ddof=1) of 0.1, 0.2, 0.3
+    assert ci["half_width"] == pytest.approx(4.303 * 0.1 / math.sqrt(3), rel=1e-3)
+
+
+def test_fixed_draw_paired_statistics_ablations_and_resume(tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    preset = get_preset("smoke", eval_draw="fixed", seeds=(1,))
+    methods = ("grpo", "dsrl", "dsrl_switch2", "dsrl_reset")
+    first = compare(preset, out, cache, methods)
+    k = preset.rl.eval_k
+    # Plumbing of the ablations: the switch step reaches DSRL (smoke: 2 steps, switch at 1).
+    active = {m: [e["prerl/active"] for e in first["runs"][m]["1"]["train"]] for m in methods if m != "grpo"}
+    assert active == {"dsrl": [1.0, 0.0], "dsrl_switch2": [1.0, 1.0], "dsrl_reset": [1.0, 0.0]}
+    for e in first["runs"]["grpo"]["1"]["train"]:  # weight decay moves every parameter, even at a zero gradient
+        assert e["update_rms"] > 0 and math.isfinite(e["adam_sqrt_v"]) and e["adam_sqrt_v"] >= 0
+    # Adding a seed keeps the finished runs as they were and runs only the new seed.
+    second = compare(replace(preset, seeds=(1, 2)), out, cache, methods)
+    for m in methods:
+        assert second["runs"][m]["1"] == json.loads(json.dumps(first["runs"][m]["1"]))
+        assert set(second["runs"][m]) == {"1", "2"}
+    # One fixed draw: the base is measured once, so both seeds start from the same number.
+    curves = {s: second["runs"]["grpo"][s]["eval"] for s in ("1", "2")}
+    assert curves["1"][0] == curves["2"][0]
+    # Paired differences, recomputed by hand from the per-seed curves.
+    acc = f"avg@{k}"
+    diffs = [second["runs"]["dsrl"][s]["eval"][-1][acc] - curves[s][-1][acc] for s in ("1", "2")]
+    paired = second["summary"]["dsrl"]["paired_vs_grpo"][str(preset.rl.steps)]
+    assert paired["values"] == pytest.approx(diffs)
+    assert paired["mean"] == pytest.approx(sum(diffs) / 2)
+    assert paired["sd"] == pytest.approx(abs(diffs[0] - diffs[1]) / math.sqrt(2))

@@ -71,6 +71,12 @@ def base_alignment(model, tokenizer, problems: list[Problem], num_pairs: int, ma
     summary = summarize_alignment(pairs)
     summary["mean_cosine_correct"] = _mean([r["cosine"] for r, w in zip(pairs, rewards, strict=True) if w == 1.0])
     summary["mean_cosine_wrong"] = _mean([r["cosine"] for r, w in zip(pairs, rewards, strict=True) if w == 0.0])
+    # Per-token log-probs, pooled over all completion tokens: what the base assigns to its own rollouts with and
+    # without the question.
+    tokens = sum(r["num_completion_tokens"] for r in pairs)
+    for key in ("logp_conditional", "logp_marginal"):
+        summary[f"{key}_per_token"] = sum(r[key] for r in pairs) / tokens
+    summary["accuracy"] = sum(rewards) / len(rewards)
     return summary
 
 

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .rl import LABELS  # noqa: E402
+from .rl import label as method_label  # noqa: E402
 
 COLORS = {"grpo": "black", "prerl_all": "tab:blue", "psr_prerl": "tab:orange", "nsr_prerl": "tab:red",
           "dsrl": "tab:green"}
@@ -32,8 +32,10 @@ def plot_all(results: dict, out_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 5, figsize=(22, 4.2))
     for ax, (key, title) in zip(axes, panels, strict=False):
         for method, by_seed in results["runs"].items():
+            if method not in COLORS:  # ablations are in the tables, not the figure
+                continue
             steps, mean, lo, hi = _curve(by_seed, key)
-            label = LABELS.get(method, method) + (f", lr {rates[method]:g}" if per_method else "")
+            label = method_label(method) + (f", lr {rates[method]:g}" if per_method else "")
             ax.plot(steps, mean, marker="o", ms=3, color=COLORS.get(method), label=label)
             ax.fill_between(steps, lo, hi, color=COLORS.get(method), alpha=0.12)
         ax.set_title(title)
@@ -44,7 +46,7 @@ def plot_all(results: dict, out_dir: Path) -> list[Path]:
         axes[0].axvline(switch, color=COLORS["dsrl"], ls=":", lw=1)
     axes[0].legend(fontsize=8)
     _pass_at_k(axes[4], results)
-    n_seeds = min(len(by_seed) for by_seed in results["runs"].values())
+    n_seeds = min(len(by_seed) for m, by_seed in results["runs"].items() if m in COLORS)
     rule = "each method at its own learning rate" if per_method else "one learning rate for all"
     fig.suptitle(f"Miniature ({results['preset']} preset, {results['pretrain']['num_params'] / 1e6:.1f}M-parameter "
                  f"model trained from scratch, {rule}): mean of {n_seeds} seed(s), band = min..max", fontsize=11)
@@ -57,11 +59,11 @@ def plot_all(results: dict, out_dir: Path) -> list[Path]:
 
 def _pass_at_k(ax, results: dict) -> None:
     summary = results["summary"]
-    for method in ["base", *results["runs"]]:
+    for method in ["base", *(m for m in results["runs"] if m in COLORS)]:
         pk = summary[method]["pass@k"]
         ks = [int(j) for j in pk]
         ax.plot(ks, [pk[str(j)]["mean"] for j in ks], marker="o", ms=3, color=COLORS.get(method, "gray"),
-                ls="--" if method == "base" else "-", label=LABELS.get(method, "base"))
+                ls="--" if method == "base" else "-", label="base" if method == "base" else method_label(method))
     ax.set_xscale("log", base=2)
     ax.set_title("held-out pass@k at the end")
     ax.set_xlabel("k")

@@ -1,4 +1,6 @@
-"""Presets: `smoke` (CI, seconds), `cpu` (the committed results, 2 cores) and `gpu` (bigger model, one H100)."""
+"""Presets: `smoke` (CI, seconds), `cpu` (the first committed results, 2 cores), `cpu-v2` (the same model and
+budget on a corpus with standalone solutions, a larger test set, a fixed evaluation draw, evaluation every 5 steps)
+and `gpu` (bigger model, one H100)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class Preset:
     alignment_pairs: int = 100
     jobs: int = 1  # RL runs in parallel processes
     device: str = "cpu"
+    standalone_share: float = 0.0  # share of solution-only corpus documents (task.corpus); 0: the original corpus
     extra: dict = field(default_factory=dict)
 
 
@@ -43,6 +46,17 @@ PRESETS = {
         rl=RLSettings(steps=30, prompts_per_step=8, num_generations=8, max_completion_length=72, dsrl_switch_step=10,
                       eval_every=10, eval_k=16),
         jobs=2,
+    ),
+    # Miniature v2 (issue 16): 30% of the corpus is solutions alone after BOS, so log P(y | BOS) is in distribution;
+    # 128 test problems x 16 samples with one fixed sampling draw shared by every method, seed and step; evaluation
+    # every 5 steps; a learning-rate grid one point wider on each side of the first one.
+    "cpu-v2": Preset(
+        name="cpu-v2", num_steps=3, num_pretrain=20000, num_rl=1000, num_val=64, num_test=128,
+        pretrain=PretrainSettings(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, vocab_size=320,
+                                  steps=800, batch_size=32, learning_rate=3e-3),
+        rl=RLSettings(steps=30, prompts_per_step=8, num_generations=8, max_completion_length=72, dsrl_switch_step=10,
+                      eval_every=5, eval_k=16, eval_draw="fixed"),
+        sweep_learning_rates=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4), standalone_share=0.3, jobs=2,
     ),
     "gpu": Preset(
         name="gpu", num_steps=4, num_pretrain=50000, num_rl=5000, num_val=128, num_test=256,

@@ -73,13 +73,18 @@ def build_model(tokenizer: PreTrainedTokenizerFast, s: PretrainSettings) -> Qwen
     return Qwen2ForCausalLM(config)
 
 
-def pretrain(problems: list[Problem], corpus_seed: int, s: PretrainSettings, cache_dir: Path, device: str) -> Path:
-    """The base model directory (model + tokenizer + `pretrain.json`); trained now unless the cache has it."""
-    out = Path(cache_dir) / f"base-{s.key(f'{len(problems)}-{corpus_seed}-{problems[0].question}')}"
+def pretrain(problems: list[Problem], corpus_seed: int, s: PretrainSettings, cache_dir: Path, device: str,
+             standalone_share: float = 0.0) -> Path:
+    """The base model directory (model + tokenizer + `pretrain.json`); trained now unless the cache has it.
+    `standalone_share` is the corpus's share of solution-only documents (`task.corpus`)."""
+    corpus_key = f"{len(problems)}-{corpus_seed}-{problems[0].question}"
+    if standalone_share:  # share 0 keeps the key the cache had before the setting existed
+        corpus_key += f"-standalone{standalone_share}"
+    out = Path(cache_dir) / f"base-{s.key(corpus_key)}"
     if (out / "pretrain.json").is_file():
         return out
     torch.manual_seed(s.seed)
-    texts = corpus(problems, corpus_seed)
+    texts = corpus(problems, corpus_seed, standalone_share)
     tokenizer = build_tokenizer(texts, s.vocab_size)
     model = build_model(tokenizer, s).to(device)
     num_params = sum(p.numel() for p in model.parameters())
@@ -115,6 +120,7 @@ def pretrain(problems: list[Problem], corpus_seed: int, s: PretrainSettings, cac
         "settings": asdict(s),
         "num_params": num_params,
         "num_documents": len(texts),
+        "standalone_share": standalone_share,
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),
         "loss_curve": losses[:: max(1, len(losses) // 100)],
         "seconds": time.time() - start,

@@ -7,9 +7,11 @@ differ. A callback evaluates the policy on held-out problems every `eval_every` 
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass
 
+import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, PrinterCallback, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
@@ -27,6 +29,28 @@ LABELS = {
     "nsr_prerl": "NSR-PreRL",
     "dsrl": "DSRL",
 }
+# DSRL ablations: `dsrl_switchN` switches at step N instead of the preset's; `dsrl_reset` resets AdamW at the switch.
+_DSRL_VARIANT = re.compile(r"dsrl_(?:switch(?P<switch>\d+)|(?P<reset>reset))")
+FIXED_EVAL_SEED = 1_000_003  # the one draw of `eval_draw="fixed"`
+
+
+def check_method(method: str) -> str:
+    if method in METHODS or _DSRL_VARIANT.fullmatch(method):
+        return method
+    raise ValueError(f"method={method!r} is not known; use one of {', '.join(METHODS)}, dsrl_switchN (N: the switch "
+                     "step) or dsrl_reset")
+
+
+def label(method: str) -> str:
+    variant = _DSRL_VARIANT.fullmatch(method)
+    if method in LABELS or not variant:
+        return LABELS.get(method, method)
+    return f"DSRL, switch at {variant['switch']}" if variant["switch"] else "DSRL, AdamW reset at the switch"
+
+
+def eval_seed(s: RLSettings, seed: int, step: int) -> int:
+    """The sampling seed of an evaluation: fixed, or one per (training seed, step) as in the first presets."""
+    return FIXED_EVAL_SEED if s.eval_draw == "fixed" else seed * 100_003 + step
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,9 @@ class RLSettings:
     dsrl_switch_step: int = 10
     eval_every: int = 10
     eval_k: int = 16
+    # "per-step": the sampling seed depends on the training seed and the step (the first presets); "fixed": one draw
+    # for every seed, method and step (common random numbers, so paired differences lose the draw's noise).
+    eval_draw: str = "per-step"
 
 
 def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: bool) -> GRPOConfig:
@@ -71,6 +98,10 @@ def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: boo
         return GRPOConfig(**common)
     if method == "dsrl":
         return DSRLConfig(**common, dsrl_switch_step=s.dsrl_switch_step)
+    variant = _DSRL_VARIANT.fullmatch(method)
+    if variant:
+        switch = int(variant["switch"]) if variant["switch"] else s.dsrl_switch_step
+        return DSRLConfig(**common, dsrl_switch_step=switch, dsrl_reset_optimizer=bool(variant["reset"]))
     prerl_filter = {"prerl_all": "all", "psr_prerl": "positive", "nsr_prerl": "negative"}
     if method not in prerl_filter:
         raise ValueError(f"method={method!r} is not known; use one of {', '.join(METHODS)}")
@@ -78,8 +109,9 @@ def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: boo
 
 
 class HeldOutEval(TrainerCallback):
-    """Evaluate every `every` optimizer steps; the sampling seed depends on the step only, so every method at a given
-    step is measured on the same random draw."""
+    """Evaluate every `eval_every` optimizer steps. The sampling seed depends on the training seed and step only
+    (`eval_seed`), so every method at a given seed and step is measured on the same random draw; with
+    `eval_draw="fixed"` every seed and step share it too."""
 
     def __init__(self, tokenizer, problems: list[Problem], s: RLSettings, seed: int) -> None:
         self.tokenizer, self.problems, self.s, self.seed = tokenizer, problems, s, seed
@@ -89,11 +121,36 @@ class HeldOutEval(TrainerCallback):
         step = state.global_step
         if step % self.s.eval_every == 0 or step == state.max_steps:
             metrics = evaluate(model, self.tokenizer, self.problems, self.s.eval_k, self.s.max_completion_length,
-                               seed=self.seed * 100_003 + step)
+                               seed=eval_seed(self.s, self.seed, step))
             self.history.append({"step": step, **metrics})
             acc = f"avg@{self.s.eval_k}"
             print(f"[miniature]   seed {self.seed}, lr {self.s.learning_rate:g}, step {step}: held-out {acc} "
                   f"{metrics[acc]:.3f}, length {metrics['response_length']:.1f}", flush=True)
+
+
+class OptimizerProbe(TrainerCallback):
+    """What AdamW does at each step: the RMS of the parameter update, and the mean square root of AdamW's second
+    moment (`exp_avg_sq`, the gradient scale it divides by) after the step. At a DSRL switch the second moment holds
+    the small pre-train-space gradients, so the first GRPO updates are larger than GRPO's own steady state unless
+    the state is reset."""
+
+    def __init__(self) -> None:
+        self.history: list[dict] = []
+        self._before: torch.Tensor | None = None
+
+    def _flat(self, model) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad]).float().clone()
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self._before = self._flat(model)
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        after = self._flat(model)
+        sq = [st["exp_avg_sq"] for st in optimizer.state.values() if "exp_avg_sq" in st]
+        sqrt_v = (sum(v.sqrt().sum().item() for v in sq) / sum(v.numel() for v in sq)) if sq else float("nan")
+        self.history.append({"step": state.global_step,
+                             "update_rms": (after - self._before).pow(2).mean().sqrt().item(),
+                             "adam_sqrt_v": sqrt_v})
 
 
 def rl_dataset(problems: list[Problem], seed: int) -> Dataset:
@@ -105,24 +162,27 @@ def rl_dataset(problems: list[Problem], seed: int) -> Dataset:
 def run(method: str, base_dir: str, train: list[Problem], held_out: list[Problem], s: RLSettings, seed: int,
         output_dir: str, use_cpu: bool) -> dict:
     """Train one method from the base and return its held-out curve and per-step training logs."""
-    trainer_class = {"grpo": GRPOTrainer, "dsrl": DSRLTrainer}.get(method, PreRLTrainer)
+    trainer_class = GRPOTrainer if method == "grpo" else DSRLTrainer if method.startswith("dsrl") else PreRLTrainer
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    evaluator = HeldOutEval(tokenizer, held_out, s, seed)
+    evaluator, probe = HeldOutEval(tokenizer, held_out, s, seed), OptimizerProbe()
     trainer = trainer_class(
         model=base_dir,
         reward_funcs=exact_match_reward,
         args=_config(method, s, seed, output_dir, use_cpu),
         train_dataset=rl_dataset(train, seed),
         processing_class=tokenizer,
-        callbacks=[evaluator],
+        callbacks=[evaluator, probe],
     )
     trainer.remove_callback(PrinterCallback)  # the per-step logs go to results.json, not the terminal
     start, cpu_start = time.time(), time.process_time()
     trainer.train()
-    keep = ("reward", "learning_rate", "completions/mean_length", "prerl/kept_frac", "prerl/active", "behaviors/transition",
-            "behaviors/reflection")
+    keep = ("reward", "learning_rate", "grad_norm", "completions/mean_length", "prerl/kept_frac", "prerl/active",
+            "behaviors/transition", "behaviors/reflection")
+    probes = {p["step"]: p for p in probe.history}
     train_log = [
-        {"step": e["step"], **{k: e[k] for k in keep if k in e}} for e in trainer.state.log_history if "reward" in e
+        {"step": e["step"], **{k: e[k] for k in keep if k in e},
+         **{k: v for k, v in probes.get(e["step"], {}).items() if k != "step"}}
+        for e in trainer.state.log_history if "reward" in e
     ]
     return {"seconds": time.time() - start, "cpu_seconds": time.process_time() - cpu_start,
             "eval": evaluator.history, "train": train_log}

@@ -2,6 +2,10 @@
 
     python -m benchmarks.miniature sweep --preset cpu    # pick the learning rate (GRPO, validation split, seed 0)
     python -m benchmarks.miniature run --preset cpu      # 5 methods x 3 seeds from the same base, on the test split
+    python -m benchmarks.miniature measure --preset cpu-v2 --shares 0 0.3   # log-probs and alignment per corpus share
+
+`run` keeps the finished runs of an earlier, interrupted or shorter call with the same settings in the same output
+folder, so seeds can be added across several commands.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from .evaluate import base_alignment, evaluate
 from .presets import PRESETS, Preset, get_preset
 from .pretrain import pretrain
-from .rl import LABELS, METHODS, run
+from .rl import METHODS, check_method, eval_seed, label, run
+from .stats import paired_differences
 from .task import SOLUTION_STYLES, splits
 
 HERE = Path(__file__).resolve().parent
@@ -35,7 +40,8 @@ def _device(preset: Preset) -> str:
 
 
 def _base(preset: Preset, cache_dir: Path, data: dict) -> tuple[Path, dict]:
-    base_dir = pretrain(data["pretrain"], preset.pretrain.seed, preset.pretrain, cache_dir, _device(preset))
+    base_dir = pretrain(data["pretrain"], preset.pretrain.seed, preset.pretrain, cache_dir, _device(preset),
+                        preset.standalone_share)
     return base_dir, json.loads((base_dir / "pretrain.json").read_text())
 
 
@@ -48,7 +54,9 @@ def _final(curve: list[dict], key: str) -> float:
 
 
 def _spread(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values),
+    """Mean, sample std (ddof=1; 0 for one value), min, max. Results written before 2026-12 used the population std."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "ddof": 1, "min": min(values), "max": max(values),
             "values": values}
 
 
@@ -71,6 +79,15 @@ def summarize(runs: dict, base_evals: dict, k: int) -> dict:
             {"step": points[0]["step"], acc: statistics.fmean(p[acc] for p in points)} for points in zip(*curves, strict=True)
         ]
         out[method] = summary
+    if "grpo" in runs:  # paired against GRPO, seed by seed, at every evaluation step
+        for method in runs:
+            if method == "grpo":
+                continue
+            steps = [p["step"] for p in next(iter(runs[method].values()))["eval"]]
+            out[method]["paired_vs_grpo"] = {
+                str(step): paired_differences(_at_step(runs[method], step, acc), _at_step(runs["grpo"], step, acc))
+                for step in steps
+            }
     if "grpo" in out:
         gain = out["grpo"][acc]["mean"] - base_acc
         levels = {"half_grpo_gain": base_acc + gain / 2, "full_grpo_gain": base_acc + gain}
@@ -83,6 +100,11 @@ def summarize(runs: dict, base_evals: dict, k: int) -> dict:
     return out
 
 
+def _at_step(by_seed: dict, step: int, key: str) -> dict[str, float]:
+    """{seed: value of `key` at evaluation step `step`} over the seeds that reached it."""
+    return {seed: p[key] for seed, r in by_seed.items() for p in r["eval"] if p["step"] == step}
+
+
 def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, ...] = METHODS,
             learning_rates: dict[str, float] | None = None) -> dict:
     """The comparison: every method from the same base, same budget, same seeds, measured on the test split.
@@ -93,17 +115,46 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
     base_dir, pretrain_info = _base(preset, cache_dir, data)
     device, s = _device(preset), preset.rl
     model, tokenizer = _load(base_dir, device)
-    alignment = base_alignment(model, tokenizer, data["test"] + data["val"], preset.alignment_pairs,
-                               s.max_completion_length, seed=0)
-    base_evals = {str(seed): {"step": 0, **evaluate(model, tokenizer, data["test"], s.eval_k, s.max_completion_length,
-                                                    seed=seed * 100_003)} for seed in preset.seeds}
+    settings = _settings(preset)
+    earlier = _read_json(out_dir / "results.json")
+    # Runs kept from an earlier call: same settings except the seed list, and the same learning rate per method.
+    # Methods of the earlier call that this one does not name are kept whole (seeds added for two methods keep the
+    # others' runs in the same results.json).
+    kept: dict = {method: {} for method in methods}
+    if earlier and _same_settings(earlier["settings"], settings):
+        earlier_rates = earlier.get("learning_rates", {})
+        for method, by_seed in earlier["runs"].items():
+            if method not in rates or earlier_rates.get(method) == rates[method]:
+                kept[method] = dict(by_seed)
+                rates.setdefault(method, earlier_rates[method])
+    alignment = (earlier["gradient_alignment_base"] if any(kept.values()) else
+                 base_alignment(model, tokenizer, data["test"] + data["val"], preset.alignment_pairs,
+                                s.max_completion_length, seed=0))
+    draws: dict[int, dict] = {}  # one evaluation per distinct draw (one in all with eval_draw="fixed")
+    base_evals = {}
+    for seed in sorted({*preset.seeds, *(int(k) for by_seed in kept.values() for k in by_seed)}):
+        draw = eval_seed(s, seed, 0)
+        if draw not in draws:
+            draws[draw] = {"step": 0, **evaluate(model, tokenizer, data["test"], s.eval_k, s.max_completion_length,
+                                                 seed=draw)}
+        base_evals[str(seed)] = draws[draw]
     del model
     jobs = [(method, str(base_dir), data["rl"], data["test"], replace(s, learning_rate=rates[method]), seed,
              str(cache_dir / "runs" / f"{method}-{seed}"), device == "cpu")
-            for seed in preset.seeds for method in methods]  # seed-major: partial runs compare
-    runs: dict = {method: {} for method in methods}
+            for seed in preset.seeds for method in methods  # seed-major: partial runs compare
+            if str(seed) not in kept[method]]
+    if any(kept.values()):
+        print(f"[miniature] keeping {sum(map(len, kept.values()))} finished runs from {out_dir / 'results.json'}; "
+              f"{len(jobs)} to run", flush=True)
+    runs: dict = kept
     out_dir.mkdir(parents=True, exist_ok=True)
-    for done, (job, result) in enumerate(zip(jobs, _map_runs(jobs, preset.jobs), strict=True), start=1):
+    earlier_wall = earlier.get("wall_seconds_all_calls", earlier.get("wall_seconds", 0.0)) if any(kept.values()) else 0.0
+    if not jobs:
+        jobs_done = iter(())
+    else:
+        jobs_done = zip(jobs, _map_runs(jobs, preset.jobs), strict=True)
+    results = earlier if not jobs else {}
+    for done, (job, result) in enumerate(jobs_done, start=1):
         method, seed = job[0], job[5]
         result["eval"] = [base_evals[str(seed)], *result["eval"]]
         runs[method][str(seed)] = result
@@ -112,7 +163,7 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
         results = {
             "complete": done == len(jobs),
             "preset": preset.name,
-            "settings": _settings(preset),
+            "settings": settings,
             "pretrain": {k: v for k, v in pretrain_info.items() if k != "loss_curve"},
             "pretrain_loss_curve": pretrain_info["loss_curve"],
             "gradient_alignment_base": alignment,
@@ -123,6 +174,7 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
             "device": device,
             "torch_threads": torch.get_num_threads(),
             "wall_seconds": time.time() - start,
+            "wall_seconds_all_calls": earlier_wall + time.time() - start,
             "cpu_seconds": time.process_time() - cpu_start + sum(
                 r["cpu_seconds"] for by_seed in runs.values() for r in by_seed.values()),
         }
@@ -130,6 +182,15 @@ def compare(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, 
         if done == len(jobs) or jobs[done][5] != seed:  # the figure once per finished seed (drawing costs seconds)
             _plot(results, out_dir)
     return results
+
+
+def _same_settings(a: dict, b: dict) -> bool:
+    """Settings equal but for the seed list, the parallelism and the base learning rate (recorded per method)."""
+    a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))  # tuples and lists alike
+    ignore = {"seeds", "jobs"}
+    strip = lambda d: {k: v for k, v in d.items() if k not in ignore}  # noqa: E731
+    rl_a, rl_b = ({k: v for k, v in d["rl"].items() if k != "learning_rate"} for d in (a, b))
+    return strip({**a, "rl": rl_a}) == strip({**b, "rl": rl_b})
 
 
 def _plot(results: dict, out_dir: Path) -> None:
@@ -158,8 +219,9 @@ def sweep(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, ..
     chosen = {method: max((r for r in rows if r["method"] == method), key=lambda r: r["final"][acc])["learning_rate"]
               for method in methods}
     model, tokenizer = _load(base_dir, device)
-    base = evaluate(model, tokenizer, data["val"], preset.rl.eval_k, preset.rl.max_completion_length, seed=0)
-    rule = (f"{', '.join(LABELS[m] for m in methods)} on the validation split, seed {preset.sweep_seed}, highest "
+    base = evaluate(model, tokenizer, data["val"], preset.rl.eval_k, preset.rl.max_completion_length,
+                    seed=eval_seed(preset.rl, preset.sweep_seed, 0))
+    rule = (f"{', '.join(label(m) for m in methods)} on the validation split, seed {preset.sweep_seed}, highest "
             f"final {acc} per method; `run` gives every method GRPO's choice, or each its own with --lr-rule per-method")
     out = {"rule": rule, "methods": list(methods), "seed": preset.sweep_seed, "base": base, "rows": rows,
            "chosen_per_method": chosen}
@@ -168,12 +230,37 @@ def sweep(preset: Preset, out_dir: Path, cache_dir: Path, methods: tuple[str, ..
     return out
 
 
+def measure(preset: Preset, out_dir: Path, cache_dir: Path, shares: tuple[float, ...]) -> dict:
+    """Per corpus share (a base model each): on the base's own rollouts for held-out problems, the per-token mean of
+    log P(y|x) and of log P(y | BOS), and the gradient alignment of the two. Writes measures.json."""
+    data = splits(preset.num_steps, preset.num_pretrain, preset.num_rl, preset.num_val, preset.num_test)
+    out: dict = {"preset": preset.name, "alignment_pairs": preset.alignment_pairs, "shares": {}}
+    for share in shares:
+        start = time.time()
+        base_dir, _ = _base(replace(preset, standalone_share=share), cache_dir, data)
+        model, tokenizer = _load(base_dir, _device(preset))
+        summary = base_alignment(model, tokenizer, data["test"] + data["val"], preset.alignment_pairs,
+                                 preset.rl.max_completion_length, seed=0)
+        out["shares"][str(share)] = {**summary, "base_dir": base_dir.name, "seconds": time.time() - start}
+        del model
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "measures.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _method_arg(value: str) -> str:
+    try:
+        return check_method(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def _job(args: tuple) -> dict:
     threads, job = args
     if threads:
         torch.set_num_threads(threads)
     method, seed, lr = job[0], job[5], job[4].learning_rate
-    print(f"[miniature] {LABELS[method]}, seed {seed}, learning rate {lr}", flush=True)
+    print(f"[miniature] {label(method)}, seed {seed}, learning rate {lr}", flush=True)
     return run(*job)
 
 
@@ -212,16 +299,21 @@ def _read_json(path: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.miniature", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "sweep"))
+    parser.add_argument("command", choices=("run", "sweep", "measure"))
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     parser.add_argument("--output-dir", type=Path, help="Default: benchmarks/miniature/results/PRESET")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="Base checkpoints and run scratch.")
     parser.add_argument("--learning-rate", type=float, help="Override the preset's RL learning rate.")
     parser.add_argument("--steps", type=int, help="Override the preset's RL steps.")
     parser.add_argument("--seeds", type=int, nargs="+", help="Override the preset's comparison seeds.")
-    parser.add_argument("--methods", nargs="+", choices=METHODS,
-                        help="run: the methods to compare (default: all); sweep: the methods to sweep (default: grpo, "
-                             "whose choice every method then shares).")
+    parser.add_argument("--methods", nargs="+", type=_method_arg,
+                        help=f"run: the methods to compare (default: {' '.join(METHODS)}; DSRL ablations: dsrl_switchN, "
+                             "dsrl_reset); sweep: the methods to sweep (default: grpo, whose choice every method then "
+                             "shares).")
+    parser.add_argument("--standalone-share", type=float,
+                        help="Override the preset's share of solution-only corpus documents (a new base model).")
+    parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.3],
+                        help="measure: the corpus shares to measure (default: 0 0.3).")
     parser.add_argument("--lr-rule", choices=("shared", "per-method"), default="shared",
                         help="run: every method at GRPO's swept learning rate (shared), or each at its own (per-method; "
                              "needs a sweep over those methods).")
@@ -229,10 +321,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, help="RL runs in parallel processes (default: the preset's).")
     args = parser.parse_args(argv)
     preset = get_preset(args.preset, learning_rate=args.learning_rate, steps=args.steps,
-                        seeds=tuple(args.seeds) if args.seeds else None, jobs=args.jobs)
+                        seeds=tuple(args.seeds) if args.seeds else None, jobs=args.jobs,
+                        standalone_share=args.standalone_share)
     # Default: share the cores between the parallel runs (2 cores, 2 jobs: 1 thread each).
     torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // preset.jobs))
     out_dir = args.output_dir or DEFAULT_RESULTS / preset.name
+    if args.command == "measure":
+        result = measure(preset, out_dir, args.cache_dir, tuple(args.shares))
+        for share, m in result["shares"].items():
+            print(f"[miniature] share {share}: per-token log P(y|x) {m['logp_conditional_per_token']:.3f}, "
+                  f"log P(y) {m['logp_marginal_per_token']:.3f}, cosine {m['cosine_mean']:.3f}, "
+                  f"negative {m['negative_frac']:.0%}")
+        return 0
     if args.command == "sweep":
         result = sweep(preset, out_dir, args.cache_dir, tuple(args.methods or ("grpo",)))
         print(f"[miniature] chosen learning rate: {result['chosen_per_method']}")

@@ -113,11 +113,24 @@ def solution(problem: Problem, style: str, rng: random.Random) -> str:
     return " ".join(body) + f" \\boxed{{{problem.answer}}}"
 
 
-def corpus(problems: list[Problem], seed: int) -> list[str]:
-    """One pretraining document per problem: `BOS question \\nA: solution EOS`, styles drawn by `SOLUTION_STYLES`."""
+def corpus(problems: list[Problem], seed: int, standalone_share: float = 0.0) -> list[str]:
+    """One pretraining document per problem: `BOS question \\nA: solution EOS`, styles drawn by `SOLUTION_STYLES`.
+
+    With `standalone_share` > 0, that share of the documents (drawn at random) is the worked solution alone,
+    `BOS solution EOS`, with no problem statement: the text after BOS is then exactly what a rollout is (a space, the
+    solution), so log P(y | BOS) scores text the base has seen right after the document start, as worked solutions
+    appear on their own in an LLM's pretraining data. A share of 0 draws nothing more from the RNG: the same corpus as
+    before the setting existed."""
+    if not 0.0 <= standalone_share < 1.0:
+        raise ValueError(f"standalone_share={standalone_share!r} must be in [0, 1); 0 gives the original corpus")
     rng = random.Random(seed)
     styles, weights = list(SOLUTION_STYLES), list(SOLUTION_STYLES.values())
-    return [f"{p.prompt} {solution(p, rng.choices(styles, weights)[0], rng)}{EOS}" for p in problems]
+    docs = []
+    for p in problems:
+        answer = solution(p, rng.choices(styles, weights)[0], rng)
+        standalone = standalone_share > 0 and rng.random() < standalone_share
+        docs.append(f"{BOS} {answer}{EOS}" if standalone else f"{p.prompt} {answer}{EOS}")
+    return docs
 
 
 def splits(num_steps: int, num_pretrain: int, num_rl: int, num_val: int, num_test: int, seed: int = 0) -> dict:
