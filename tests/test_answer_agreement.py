@@ -154,15 +154,13 @@ GAMING: list[str] = [
 ]
 
 
-@pytest.mark.parametrize("gold", ["5", r"\frac{10}{2}", "x = 5"])
-def test_every_candidate_at_once_scores_zero(gold):
+@pytest.mark.parametrize(("gold", "right"), [("5", "5"), (r"\frac{10}{2}", "5"), ("x = 5", "5"), ("3", "3")])
+def test_every_candidate_at_once_scores_zero(gold, right):
     got = math_accuracy_reward(GAMING, answer=[gold] * len(GAMING))
     assert got == [0.0] * len(GAMING), [c for c, r in zip(GAMING, got, strict=True) if r != 0.0]
-    # the same answer, given once, does score: the zeros above come from the extra candidates
-    assert math_accuracy_reward([r"so \boxed{5}", "Final Answer: The final answer is $5$."], answer=[gold] * 2) == [
-        1.0,
-        1.0,
-    ]
+    # the right answer, given once, does score: the zeros above come from the extra candidates
+    once = [rf"so \boxed{{{right}}}", f"Final Answer: The final answer is ${right}$. I hope it is correct."]
+    assert math_accuracy_reward(once, answer=[gold] * 2) == [1.0, 1.0]
 
 
 def test_answer_readings():

@@ -1,8 +1,9 @@
 r"""Rebuild ``tests/data/answer_equivalence_cases.jsonl`` from the upstream test tables.
 
-Sources (test data only, with attribution; no upstream code is copied):
+Sources (test data only, with attribution in ``tests/data/answer_equivalence_cases.NOTICE.md``; no upstream code
+is copied):
 
-- math-verify 0.9.0 (Apache-2.0, the test files are marked MIT, Hugging Face), the sdist's ``tests/*.py``:
+- math-verify 0.9.0 (Apache-2.0; ``tests/test_all.py`` carries an MIT header, Hugging Face), the sdist's ``tests/*.py``:
   ``pip download math-verify==0.9.0 --no-binary :all: --no-deps`` and unpack it.
 - hendrycks/math (MIT, Dan Hendrycks) at commit 985bdc1696e88e8643f081a0ff4719da39f2ae2a,
   ``modeling/math_equivalence_test.py`` (``is_equiv(model_output, answer)``, as ``eval_math_gpt.py`` calls it).

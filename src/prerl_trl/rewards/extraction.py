@@ -134,7 +134,8 @@ _FINAL_LINE = re.compile(r"final answer is:?[ \t]*", re.I)
 _MINERVA_LINE = re.compile(r"final answer:\s*the final answer is:?[ \t]*", re.I)
 _HOPE = re.compile(r"\.?\s*I hope it is correct", re.I)
 _QUOTED = re.compile(r'\\?"(.*?)\\?"', re.S)
-_DELIMITED = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# One math span: $x$, $$x$$, \(x\) or \[x\] (no second span inside).
+_DELIMITED = re.compile(r"\$\$([^$]+)\$\$|\$([^$]+)\$|\\\(((?:(?!\\[()]).)+)\\\)|\\\[((?:(?!\\[\[\]]).)+)\\\]", re.S)
 
 
 def final_answer_line(text: str, start: int = 0, max_chars: int | None = None) -> str | None:
@@ -148,17 +149,16 @@ def final_answer_line(text: str, start: int = 0, max_chars: int | None = None) -
     if not matches:
         return None
     rest = text[matches[-1].end() : matches[-1].end() + limit + 40]
-    math = _DELIMITED.match(rest)
-    if math:
-        answer = next(g for g in math.groups() if g is not None)
-    else:
-        hope = _HOPE.search(rest)
-        answer = rest[: hope.start()] if hope else re.split(r"\.(?:\s|$)|\n", rest, maxsplit=1)[0]
+    hope = _HOPE.search(rest)
+    answer = rest[: hope.start()] if hope else re.split(r"\.(?:\s|$)|\n", rest, maxsplit=1)[0]
     answer = answer.strip().rstrip(".").strip()
     quoted = _QUOTED.fullmatch(answer)
     if quoted:
         answer = quoted.group(1).strip()
-    if "$" in answer:  # "$12$ and $13$": the math spans, the words between kept
+    math = _DELIMITED.fullmatch(answer)
+    if math:
+        answer = next(g for g in math.groups() if g is not None).strip()
+    elif "$" in answer:  # "$3$ or $5$": the math spans with the words between, all of it the answer
         answer = answer.replace("$", " ").strip()
     return answer if answer and len(answer) <= limit else None
 
