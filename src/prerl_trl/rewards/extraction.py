@@ -83,12 +83,12 @@ def extract_boxed_answer(text: str, max_chars: int | None = None) -> str | None:
     return boxes[-1][2] if boxes else None
 
 
+_CONNECTOR = re.compile(r",|;|\band\b")
+
+
 def _gold_connector(gap: str) -> bool:
     """Between the boxes of one gold answer: a separator, or a few words with "and", a comma or a semicolon."""
     return bool(_BOX_SEPARATOR.match(gap)) or (len(gap) <= 40 and "\\" not in gap and bool(_CONNECTOR.search(gap)))
-
-
-_CONNECTOR = re.compile(r",|;|\band\b")
 
 
 def _final_run(
@@ -190,9 +190,10 @@ def answer_candidates(text: str, max_chars: int | None = None, several: bool = T
         return [line]
     if not boxes:
         return []
-    final = _joined(_final_run(text, boxes))
+    run = _final_run(text, boxes)
+    final = _joined(run)
     candidates = [final] if len(final) <= limit else []
-    if several and len(_final_run(text, boxes)) < len(boxes) and len(BOXED.findall(text)) <= _MAX_BOXED_CANDIDATES:
+    if several and len(run) < len(boxes) and len(BOXED.findall(text)) <= _MAX_BOXED_CANDIDATES:
         together = _joined(boxes)
         if len(together) <= limit:
             candidates.append(together)
