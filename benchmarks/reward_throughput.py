@@ -1,24 +1,26 @@
-r"""Verifications per second: prerl_trl's math_accuracy_reward against trl.rewards.accuracy_reward.
+r"""Verifications per second: prerl_trl's math_accuracy_reward against TRL's accuracy_reward and plain math-verify.
 
-Both score the same mixed set (about 10% adversarial) in one run:
+All three score the same mixed set (about 10% adversarial) in one run, in this process:
 
-- TRL's reward runs item by item in a spawned child process (its signal-based timeouts need the
-  main thread). A watchdog in this process kills the child when one item takes longer than
-  ``--trl-guard`` seconds (TRL can hang inside C code that signals cannot interrupt), scores it
-  None and restarts the child at the next item.
+- Each reference verifier (``--references``, default ``trl,math_verify``) runs item by item in a spawned
+  child process (their signal-based timeouts need the main thread). A watchdog in this process kills the
+  child when one item takes longer than ``--trl-guard`` seconds (they can hang inside C code that signals
+  cannot interrupt), scores it None and restarts the child at the next item. ``trl`` is
+  ``trl.rewards.accuracy_reward`` called as GRPO calls it (conversational completions, the gold answer as
+  ``solution``); ``math_verify`` is ``verify(parse(gold), parse(completion))`` with math-verify's defaults.
 - Ours scores the set in batches of ``--batch-size`` (one GRPO step) for throughput, then item by
   item for the worst single latency.
 
-TRL is called as GRPO calls it: conversational completions and the gold answer as ``solution``.
-Gold answers are bare LaTeX (as in MATH-500 or AIME ``answer`` columns). Every item carries its
-true verdict, so the run also reports accuracy, and how often we are right where TRL returns None.
+Gold answers are bare LaTeX (as in MATH-500 or AIME ``answer`` columns). Every item carries its true
+verdict, so the run also reports accuracy, and how often we are right where a reference returns None.
+Ratios are ours / reference.
 
-    python benchmarks/reward_throughput.py --n 300 --output outputs/reward_throughput.json
+    python benchmarks/reward_throughput.py --n 300 --output benchmarks/results/reward_throughput.json
 
 ``--pool pebble-spawn`` / ``--pool pebble-fork`` (``pip install pebble``) run our reward on ``pebble.ProcessPool`` (whose
 ``schedule(fn, timeout=...)`` kills and replaces a worker that runs over) instead of our own pool,
 and ``--contexts`` adds the worst latency from two threads at once and the verdict inside a
-PyTorch DataLoader worker (a daemonic process). ``--skip-trl`` leaves TRL's side out.
+PyTorch DataLoader worker (a daemonic process). ``--skip-trl`` times our reward alone.
 
     python benchmarks/reward_throughput.py --skip-trl --contexts --pool pebble-fork
 """
@@ -159,43 +161,58 @@ def build_items(n: int, adversarial_frac: float, seed: int) -> list[dict]:
     return items
 
 
-# ----------------------------------------------------------------------------------------- TRL side
+# ------------------------------------------------------------------- reference side: TRL, plain math-verify
 
 
-def _trl_child(conn, items: list[dict], start: int) -> None:
+def _reference_scorer(kind: str):
+    """``score(completion, gold) -> verdict`` for ``trl`` (TRL's accuracy_reward as GRPO calls it) or
+    ``math_verify`` (math-verify's ``parse`` + ``verify`` with its defaults, its own signal timeouts)."""
+    if kind == "trl":
+        from trl.rewards import accuracy_reward
+
+        def score(completion: str, gold: str):
+            return accuracy_reward([[{"role": "assistant", "content": completion}]], [gold])[0]
+
+        return score
+    from math_verify import parse, verify
+
+    def score(completion: str, gold: str):
+        return float(verify(parse(gold), parse(completion)))
+
+    return score
+
+
+def _reference_child(kind: str, conn, items: list[dict], start: int) -> None:
     import logging
 
     logging.disable(logging.CRITICAL)
-    from trl.rewards import accuracy_reward
-
-    # warm the parser's caches as our workers do at boot, so both sides are timed warm
+    score = _reference_scorer(kind)
+    # warm the parser's caches as our workers do at boot, so every side is timed warm
     from prerl_trl.rewards.equivalence import WARMUP_PAIRS
 
     for gold, pred in WARMUP_PAIRS:
-        accuracy_reward([[{"role": "assistant", "content": f"$\\boxed{{{pred}}}$"}]], [f"${gold}$"])
+        score(f"$\\boxed{{{pred}}}$", f"${gold}$")
     conn.send(("ready", None, 0.0))
     for i in range(start, len(items)):
         t0 = time.perf_counter()
         try:
-            (r,) = accuracy_reward(
-                [[{"role": "assistant", "content": items[i]["completion"]}]], [items[i]["gold"]]
-            )
+            r = score(items[i]["completion"], items[i]["gold"])
         except Exception:  # noqa: BLE001
             r = "error"
         conn.send((i, r, time.perf_counter() - t0))
 
 
-def run_trl(items: list[dict], guard: float) -> tuple[list, list[float]]:
-    """TRL verdicts and per-item seconds; an item over ``guard`` seconds is killed and scored None."""
+def run_reference(kind: str, items: list[dict], guard: float) -> tuple[list, list[float]]:
+    """Verdicts and per-item seconds of ``kind``; an item over ``guard`` seconds is killed and scored None."""
     ctx = mp.get_context("spawn")
     verdicts: list = [None] * len(items)
     seconds = [0.0] * len(items)
     i = 0
     while i < len(items):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_trl_child, args=(child, items, i), daemon=True)
+        proc = ctx.Process(target=_reference_child, args=(kind, child, items, i), daemon=True)
         proc.start()
-        parent.recv()  # ready: TRL imported (not timed)
+        parent.recv()  # ready: the library imported (not timed)
         while i < len(items):
             if not parent.poll(guard):
                 proc.kill()
@@ -397,13 +414,16 @@ def main(argv: list[str] | None = None) -> dict:
         "--timeout", type=float, default=None, help="our limit per verification (default: ours)"
     )
     parser.add_argument(
-        "--trl-guard", type=float, default=20.0, help="kill TRL after this many seconds per item"
+        "--trl-guard", type=float, default=20.0, help="kill a reference verifier after this many seconds per item"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pool", choices=("ours", "pebble-spawn", "pebble-fork"), default="ours")
-    parser.add_argument("--skip-trl", action="store_true", help="time our reward only")
+    parser.add_argument(
+        "--references", default="trl,math_verify", help="reference verifiers to time: trl, math_verify (comma-separated)"
+    )
+    parser.add_argument("--skip-trl", action="store_true", help="time our reward only (no reference verifier)")
     parser.add_argument("--contexts", action="store_true", help="also time calls from threads and a DataLoader worker")
-    parser.add_argument("--output", type=Path, default=Path("outputs/reward_throughput.json"))
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/reward_throughput.json"))
     args = parser.parse_args(argv)
 
     from prerl_trl import rewards
@@ -449,76 +469,67 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"wrote {args.output}")
         return {"ours": ours_summary}
 
-    trl_verdicts, trl_seconds = run_trl(items, args.trl_guard)
-    trl_total = sum(trl_seconds)
-
-    # like for like: the non-adversarial items on which TRL returns a verdict (TRL skips bare LaTeX golds)
-    both = [
-        i
-        for i, (v, it) in enumerate(zip(trl_verdicts, items, strict=True))
-        if isinstance(v, float) and not it["adversarial"]
-    ]
-    _, ours_both_seconds = _score_batches([items[i] for i in both], args.batch_size, args.timeout)
-    trl_both_seconds = sum(trl_seconds[i] for i in both)
-    n_clean = len(items) - n_adv
-    trl_clean_seconds = sum(t for t, it in zip(trl_seconds, items, strict=True) if not it["adversarial"])
-    trl_none = [i for i, v in enumerate(trl_verdicts) if not isinstance(v, float)]
-    ours_right_where_trl_none = sum(ours["verdicts"][i] == items[i]["truth"] for i in trl_none)
-    result = {
-        "n": len(items),
-        "adversarial": n_adv,
-        "cpus": os.cpu_count(),
-        "limit_seconds": limit,
-        "ours": ours_summary,
-        "trl": {
-            "verifications_per_second": len(items) / trl_total,
-            "seconds": trl_total,
-            "clean_verifications_per_second": n_clean / trl_clean_seconds,
-            "worst_latency_seconds": max(trl_seconds),
-            "median_latency_seconds": statistics.median(trl_seconds),
-            "accuracy": _accuracy(trl_verdicts, items),
-            "none": sum(v is None for v in trl_verdicts),
-            "hangs_killed": sum(v == "hang" for v in trl_verdicts),
-        },
-        "ours_right_where_trl_none": f"{ours_right_where_trl_none}/{len(trl_none)}",
-    }
-    result["throughput_ratio"] = (
-        result["ours"]["verifications_per_second"] / result["trl"]["verifications_per_second"]
-    )
-    result["trl_verdict_subset"] = {
-        "n": len(both),
-        "ours_per_second": len(both) / ours_both_seconds,
-        "trl_per_second": len(both) / trl_both_seconds,
-        "ratio": trl_both_seconds / ours_both_seconds,
-    }
-    result["clean_throughput_ratio"] = (
-        result["ours"]["clean_verifications_per_second"] / result["trl"]["clean_verifications_per_second"]
-    )
-
-    o, t = result["ours"], result["trl"]
+    result = {"n": len(items), "adversarial": n_adv, "cpus": os.cpu_count(), "limit_seconds": limit, "ours": ours_summary}
+    o = ours_summary
     print(
         f"ours: {o['verifications_per_second']:.1f}/s (batches of {args.batch_size}), worst single call "
         f"{o['worst_latency_seconds']:.2f}s, {o['calls_over_limit']} over the limit, accuracy {o['accuracy']:.3f}"
     )
-    print(
-        f"trl : {t['verifications_per_second']:.1f}/s, worst item {t['worst_latency_seconds']:.2f}s, "
-        f"{t['none']} None, {t['hangs_killed']} killed after {args.trl_guard:g}s, accuracy {t['accuracy']:.3f}"
-    )
-    print(
-        f"ratio ours/trl: {result['throughput_ratio']:.2f}x on the mixed set, "
-        f"{result['clean_throughput_ratio']:.2f}x on its {n_clean} non-adversarial items "
-        f"({o['clean_verifications_per_second']:.1f}/s vs {t['clean_verifications_per_second']:.1f}/s)"
-    )
-    sub = result["trl_verdict_subset"]
-    print(
-        f"ratio on the {sub['n']} non-adversarial items where TRL gives a verdict: {sub['ratio']:.2f}x "
-        f"({sub['ours_per_second']:.1f}/s vs {sub['trl_per_second']:.1f}/s)"
-    )
-    print(f"ours right where TRL gave None: {result['ours_right_where_trl_none']}")
+    for kind in args.references.split(","):
+        verdicts, seconds = run_reference(kind, items, args.trl_guard)
+        result[kind] = t = compare_reference(kind, verdicts, seconds, items, ours["verdicts"], o, args)
+        print(
+            f"{kind}: {t['verifications_per_second']:.1f}/s, worst item {t['worst_latency_seconds']:.2f}s, "
+            f"{t['none']} None, {t['hangs_killed']} killed after {args.trl_guard:g}s, accuracy {t['accuracy']:.3f}"
+        )
+        sub = t["verdict_subset"]
+        print(
+            f"  ratio ours/{kind}: {t['throughput_ratio']:.2f}x on the mixed set, {t['clean_throughput_ratio']:.2f}x "
+            f"on its non-adversarial items ({o['clean_verifications_per_second']:.1f}/s vs "
+            f"{t['clean_verifications_per_second']:.1f}/s), {sub['ratio']:.2f}x on the {sub['n']} non-adversarial "
+            f"items where {kind} gives a verdict; ours right where {kind} gave None: {t['ours_right_where_none']}"
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.output}")
     return result
+
+
+def compare_reference(
+    kind: str, verdicts: list, seconds: list[float], items: list[dict], ours: list, ours_summary: dict, args
+) -> dict:
+    """One reference verifier's figures and its ratios to ours, on the same items."""
+    n_adv = sum(it["adversarial"] for it in items)
+    # like for like: the non-adversarial items on which the reference returns a verdict (TRL skips bare golds)
+    both = [
+        i for i, (v, it) in enumerate(zip(verdicts, items, strict=True)) if isinstance(v, float) and not it["adversarial"]
+    ]
+    _, ours_both_seconds = _score_batches([items[i] for i in both], args.batch_size, args.timeout)
+    clean_seconds = sum(t for t, it in zip(seconds, items, strict=True) if not it["adversarial"])
+    none = [i for i, v in enumerate(verdicts) if not isinstance(v, float)]
+    summary = {
+        "verifications_per_second": len(items) / sum(seconds),
+        "seconds": sum(seconds),
+        "clean_verifications_per_second": (len(items) - n_adv) / clean_seconds,
+        "worst_latency_seconds": max(seconds),
+        "median_latency_seconds": statistics.median(seconds),
+        "accuracy": _accuracy(verdicts, items),
+        "none": sum(v is None for v in verdicts),
+        "hangs_killed": sum(v == "hang" for v in verdicts),
+        "ours_right_where_none": f"{sum(ours[i] == items[i]['truth'] for i in none)}/{len(none)}",
+    }
+    summary["throughput_ratio"] = ours_summary["verifications_per_second"] / summary["verifications_per_second"]
+    summary["clean_throughput_ratio"] = (
+        ours_summary["clean_verifications_per_second"] / summary["clean_verifications_per_second"]
+    )
+    both_seconds = sum(seconds[i] for i in both)
+    summary["verdict_subset"] = {
+        "n": len(both),
+        "ours_per_second": len(both) / ours_both_seconds if both else None,
+        "reference_per_second": len(both) / both_seconds if both else None,
+        "ratio": both_seconds / ours_both_seconds if both else None,
+    }
+    return summary
 
 
 if __name__ == "__main__":

@@ -402,10 +402,14 @@ MULTI_BOX_CASES: list[tuple[str, str, float]] = [
     (r"The roots are $\boxed{2}, \boxed{1}$.", r"\boxed{1, 2}", 1.0),
     (r"So $\boxed{1, 2}$.", r"\boxed{1}, \boxed{2}", 1.0),
     (r"So $\boxed{1, 2}$.", r"\boxed{1} and \boxed{3}", 0.0),
-    (r"First \boxed{3}. Wait, that is wrong; the answer is \boxed{4}.", "3, 4", 0.0),
+    # boxes spread over the text count together only when together they are the gold (issue 18)
+    (r"First \boxed{3}. Wait, that is wrong; the answer is \boxed{4}.", "3, 4", 1.0),
     (r"First \boxed{3}. Wait, that is wrong; the answer is \boxed{4}.", "4", 1.0),
-    (r"It is \boxed{1} or \boxed{2}.", "1, 2", 0.0),
+    (r"First \boxed{3}. Wait, that is wrong; the answer is \boxed{4}.", "3", 0.0),
+    (r"It is \boxed{1} or \boxed{2}.", "1, 2", 1.0),  # "x = 1 or x = 2": two roots
+    (r"It is \boxed{1} or \boxed{2}.", "2", 0.0),  # a hedge, not the last box 2
     (r"$\boxed{1}, \boxed{2}, \boxed{3}$", "1, 2", 0.0),
+    (r"\boxed{1} then \boxed{2}, finally \boxed{3}", "1, 2", 0.0),
 ]
 
 
@@ -415,6 +419,8 @@ def test_answers_split_over_several_boxes():
     assert not wrong, wrong
     assert rewards.extract_final_answer(r"$\boxed{a}$;  $\boxed{b}$ and \boxed{c}") == "a, b, c"
     assert rewards.extract_boxed_answer(r"$\boxed{a}$, $\boxed{b}$") == "b"
+    assert rewards.extract_final_answer(r"\(\boxed{1}\) and \(\boxed{-2}\)") == "1, -2"
+    assert rewards.extract_final_answer(r"\boxed{a} or \boxed{b}") == "a, b"
 
 
 # ------------------------------------------------------------------- the Hendrycks-MATH string match

@@ -7,9 +7,12 @@ Two answer checks, selectable by name in a recipe (``reward_funcs: [math_accurac
 - ``math_string_match_reward`` (``math_string_match``): the Hendrycks-MATH normalised string match
   on the last box, the reward of the PreRL / DSRL authors' runs (see ``hendrycks.py``).
 
-``math_accuracy_reward`` scores a completion 1.0 when its *final* ``\boxed{...}`` answer is
-mathematically equal to the gold answer, 0.0 otherwise, and ``None`` when the gold answer itself
-cannot be parsed (TRL then skips that reward). It is built on math-verify / latex2sympy2_extended.
+``math_accuracy_reward`` scores a completion 1.0 when its *final* ``\boxed{...}`` answer (or a final
+``Final Answer: The final answer is $X$.`` line, the Minerva format) is mathematically equal to the gold
+answer, 0.0 otherwise, and ``None`` when the gold answer itself cannot be parsed (TRL then skips that
+reward). It is built on math-verify / latex2sympy2_extended. On math-verify's own test tables and the
+Hendrycks MATH ``is_equiv`` tests it agrees with the published verdicts at least as often as plain
+math-verify (``tests/test_answer_agreement.py``, ``benchmarks/answer_agreement.py``).
 
 Equivalences it supports (in both directions, gold vs. prediction):
 
@@ -29,11 +32,21 @@ Equivalences it supports (in both directions, gold vs. prediction):
 - text choices: ``\text{(B)}`` = ``(B)`` = ``B`` = ``\textbf{(B) } 12``; other text answers such as
   ``\text{Monday}`` compare case-insensitively as words
 - lists: a comma followed by a space separates items, so ``32, 349`` is the list {32, 349}, not
-  32349 (``32,349`` and ``32,\!349`` are 32349)
+  32349 (``32,349`` and ``32,\!349`` are 32349). A bare list is unordered (``4, 10, -2`` = ``10, 4, -2``:
+  MATH asks for such lists as "all solutions, separated by commas"); a tuple ``(4, 10, -2)`` is ordered
+- decimal commas: ``1000,99`` = ``1000.99`` and ``1,22`` = ``1.22`` when the other answer is a decimal
+  with a point; three digits after the comma stay a thousands separator (``1,222`` = 1222), unless the
+  whole part is 0 (``0,111`` = ``0.111``)
 - an answer split over adjacent boxes is one answer: ``\boxed{1}, \boxed{2}`` (separated only by
-  commas, semicolons, spaces, ``$`` or "and") is read as ``\boxed{1, 2}``, in the completion and in
-  the gold; a box followed by other words starts a new answer, so a corrected ``\boxed{3} ...
-  \boxed{4}`` still scores the last box only
+  commas, semicolons, spaces, ``$``, ``\(`` ``\)``, "and" or "or") is read as ``\boxed{1, 2}``, in the
+  completion and in the gold; a box followed by other words starts a new answer, so a corrected
+  ``\boxed{3} ... \boxed{4}`` scores the last box, and when the gold has several values (a list) all
+  boxes together are a second reading: ``\boxed{(3, 3)} for part (a) and \boxed{(1, 1)}`` =
+  ``(3, 3), (1, 1)``. Several boxes count only when together they equal the gold, so boxing every
+  candidate (or listing them in one box, or "3 or 5") scores 0 against a single-valued gold: the reward
+  is never easier to game than the last-box rule
+- systems and named equations: ``y_1 = \boxed{...}`` and ``y_2 = \boxed{...}`` against
+  ``y_{1}=..., y_{2}=...``; ``W(n) = 1 \text{ and } W(n) = -1``
 - Euler's number: ``\mathrm{e}`` (also ``\text{e}``, ``\operatorname{e}``) = ``e``
 
 Never hangs: every verification runs in a supervised worker process with a hard time limit

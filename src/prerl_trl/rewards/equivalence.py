@@ -107,6 +107,31 @@ def mixed_to_fraction(text: str) -> str:
     return f"{sign}\\frac{{{whole * den_i + num_i}}}{{{den_i}}}"
 
 
+_POINT_DECIMAL = re.compile(r"^[+-]?\d+\.\d+$")
+_COMMA_DECIMAL = re.compile(r"^([+-]?\d+),(\d+)$")
+
+
+def decimal_commas(gold: str, pred: str) -> tuple[str, str]:
+    r"""Read a decimal comma (``1000,99``) as a point when the other answer is a decimal with a point.
+
+    Only a whole answer of digits, one comma, digits; three digits after the comma stay a thousands
+    separator (``1,222`` is 1222) unless the whole part is 0 (``0,111``). Against anything but a decimal
+    with a point the comma keeps its other readings (``-2,1`` is a list, ``32,349`` a number).
+    """
+
+    def as_point(text: str) -> str | None:
+        match = _COMMA_DECIMAL.match(text.strip())
+        if not match or (len(match.group(2)) == 3 and match.group(1).lstrip("+-") != "0"):
+            return None
+        return f"{match.group(1)}.{match.group(2)}"
+
+    if _POINT_DECIMAL.match(gold.strip()):
+        pred = as_point(pred) or pred
+    elif _POINT_DECIMAL.match(pred.strip()):
+        gold = as_point(gold) or gold
+    return gold, pred
+
+
 _INT = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)$")
 _DECIMAL = re.compile(r"^[+-]?\d*\.\d+$")
 _FRACTION = re.compile(r"^([+-]?)(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))$")

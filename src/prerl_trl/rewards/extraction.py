@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["MAX_ANSWER_CHARS", "extract_boxed_answer", "extract_final_answer"]
+__all__ = ["MAX_ANSWER_CHARS", "answer_candidates", "extract_boxed_answer", "extract_final_answer"]
 
 #: Boxed answers (and gold answers) longer than this are not parsed: 0.0 (resp. None).
 MAX_ANSWER_CHARS: int = int(os.environ.get("PRERL_VERIFY_MAX_CHARS", "1000"))
@@ -18,8 +18,11 @@ MAX_ANSWER_CHARS: int = int(os.environ.get("PRERL_VERIFY_MAX_CHARS", "1000"))
 BOXED = re.compile(r"\\(?:boxed|fbox)\b")
 _MAX_BOXED_CANDIDATES = 8
 # What may stand between the boxes of one answer split over several boxes: "\boxed{1}, \boxed{2}",
-# "$\boxed{1}$ and $\boxed{2}$". Anything else (words, "or") ends the run.
-_BOX_SEPARATOR = re.compile(r"^(?:\s|\$|,|;|\\quad|\\qquad|\\[,;: ]|\\text\{\s*and\s*\}|\band\b)*$")
+# "$\boxed{1}$ and $\boxed{2}$", "\(\boxed{1}\) and \(\boxed{-2}\)". "or" too, so that "\boxed{3} or
+# \boxed{5}" is one (hedged) answer, not a last box 5. Anything else (words) ends the run.
+_BOX_SEPARATOR = re.compile(
+    r"^(?:\s|\$|,|;|\\quad|\\qquad|\\[,;: ()\[\]]|\\text\{\s*(?:and|or)\s*\}|\b(?:and|or)\b)*$"
+)
 
 
 def _balanced_group(text: str, start: int, limit: int) -> int | None:
@@ -80,12 +83,39 @@ def extract_boxed_answer(text: str, max_chars: int | None = None) -> str | None:
     return boxes[-1][2] if boxes else None
 
 
+_CONNECTOR = re.compile(r",|;|\band\b")
+
+
+def _gold_connector(gap: str) -> bool:
+    """Between the boxes of one gold answer: a separator, or a few words with "and", a comma or a semicolon."""
+    return bool(_BOX_SEPARATOR.match(gap)) or (len(gap) <= 40 and "\\" not in gap and bool(_CONNECTOR.search(gap)))
+
+
+def _final_run(
+    text: str, boxes: list[tuple[int, int, str]], joins: Callable[[str], bool] | None = None
+) -> list[tuple[int, int, str]]:
+    """The last boxes of ``boxes`` whose gaps satisfy ``joins`` (default: only ``_BOX_SEPARATOR`` text)."""
+    joins = joins or (lambda gap: bool(_BOX_SEPARATOR.match(gap)))
+    run = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if box[1] <= run[0][0] and joins(text[box[1] : run[0][0]]):
+            run.insert(0, box)
+        else:
+            break
+    return run
+
+
+def _joined(boxes: list[tuple[int, int, str]]) -> str:
+    parts = [content for *_, content in boxes if content]
+    return ", ".join(parts) if len(parts) > 1 else boxes[-1][2]
+
+
 def extract_final_answer(text: str, max_chars: int | None = None) -> str | None:
     r"""The final boxed answer, joining an answer split over several adjacent boxes.
 
     ``\boxed{1}, \boxed{2}`` and ``$\boxed{1}$ and $\boxed{2}$`` give ``1, 2``, the same as
-    ``\boxed{1, 2}``: boxes separated only by commas, semicolons, spaces, ``$`` or "and" form one
-    answer. A box followed by words (``\boxed{3}. Wait, ... \boxed{4}``) starts a new answer, so
+    ``\boxed{1, 2}``: boxes separated only by commas, semicolons, spaces, ``$``, ``\(`` ``\)`` or "and"
+    form one answer. A box followed by words (``\boxed{3}. Wait, ... \boxed{4}``) starts a new answer, so
     only the last one counts. Otherwise the same as :func:`extract_boxed_answer`.
     """
     if not isinstance(text, str) or "\\" not in text:
@@ -94,15 +124,80 @@ def extract_final_answer(text: str, max_chars: int | None = None) -> str | None:
     boxes = _boxes(text, limit)
     if not boxes:
         return None
-    run = [boxes[-1]]
-    for box in reversed(boxes[:-1]):
-        if box[1] <= run[0][0] and _BOX_SEPARATOR.match(text[box[1] : run[0][0]]):
-            run.insert(0, box)
-        else:
-            break
-    parts = [content for *_, content in run if content]
-    joined = ", ".join(parts) if len(parts) > 1 else run[-1][2]
+    joined = _joined(_final_run(text, boxes))
     return joined if len(joined) <= limit else None
+
+
+# The Minerva answer line: "Final Answer: The final answer is $X$. I hope it is correct." After a box only
+# this exact form counts (prose such as "the final answer is correct" does not replace a boxed answer).
+_FINAL_LINE = re.compile(r"final answer is:?[ \t]*", re.I)
+_MINERVA_LINE = re.compile(r"final answer:\s*the final answer is:?[ \t]*", re.I)
+_HOPE = re.compile(r"\.?\s*I hope it is correct", re.I)
+_QUOTED = re.compile(r'\\?"(.*?)\\?"', re.S)
+# One math span: $x$, $$x$$, \(x\) or \[x\] (no second span inside).
+_DELIMITED = re.compile(r"\$\$([^$]+)\$\$|\$([^$]+)\$|\\\(((?:(?!\\[()]).)+)\\\)|\\\[((?:(?!\\[\[\]]).)+)\\\]", re.S)
+
+
+def final_answer_line(text: str, start: int = 0, max_chars: int | None = None) -> str | None:
+    r"""The answer of the last "final answer is X" statement, without its math delimiters.
+
+    From ``start`` on (the end of the last box), only the Minerva form ``Final Answer: The final answer
+    is $X$. I hope it is correct.`` counts; with ``start`` 0 (no box), any "final answer is X".
+    """
+    limit = MAX_ANSWER_CHARS if max_chars is None else max_chars
+    matches = list((_MINERVA_LINE if start else _FINAL_LINE).finditer(text, start))
+    if not matches:
+        return None
+    rest = text[matches[-1].end() : matches[-1].end() + limit + 40]
+    hope = _HOPE.search(rest)
+    answer = rest[: hope.start()] if hope else re.split(r"\.(?:\s|$)|\n", rest, maxsplit=1)[0]
+    answer = answer.strip().rstrip(".").strip()
+    quoted = _QUOTED.fullmatch(answer)
+    if quoted:
+        answer = quoted.group(1).strip()
+    math = _DELIMITED.fullmatch(answer)
+    if math:
+        answer = next(g for g in math.groups() if g is not None).strip()
+    elif "$" in answer:  # "$3$ or $5$": the math spans with the words between, all of it the answer
+        answer = answer.replace("$", " ").strip()
+    return answer if answer and len(answer) <= limit else None
+
+
+_SEVERAL = re.compile(r",|;|\\text\{\s*(?:and|or)\s*\}|\b(?:and|or)\b")
+
+
+def several_values(gold: str) -> bool:
+    """Whether a gold answer may consist of several values (it has a list separator)."""
+    return bool(_SEVERAL.search(gold))
+
+
+def answer_candidates(text: str, max_chars: int | None = None, several: bool = True) -> list[str]:
+    r"""What a completion gives as its final answer, best reading first; empty when it gives none.
+
+    - A "final answer is X" line after the last box (the Minerva format) is the answer.
+    - Otherwise the final boxed answer (:func:`extract_final_answer`).
+    - With ``several`` (a gold answer made of several values) and boxes spread over the text (words between
+      them), all boxes together are a second reading: ``\boxed{(3, 3)} for part (a) and \boxed{(1, 1)}`` is
+      ``(3, 3), (1, 1)``. Only the last few boxes are scanned; a completion with more boxes than that has
+      no such reading. A single-valued gold is compared with the final answer alone.
+    """
+    if not isinstance(text, str):
+        return []
+    limit = MAX_ANSWER_CHARS if max_chars is None else max_chars
+    boxes = _boxes(text, limit) if "\\" in text else []
+    line = final_answer_line(text, boxes[-1][1] if boxes else 0, limit)
+    if line is not None:
+        return [line]
+    if not boxes:
+        return []
+    run = _final_run(text, boxes)
+    final = _joined(run)
+    candidates = [final] if len(final) <= limit else []
+    if several and len(run) < len(boxes) and len(BOXED.findall(text)) <= _MAX_BOXED_CANDIDATES:
+        together = _joined(boxes)
+        if len(together) <= limit:
+            candidates.append(together)
+    return candidates
 
 
 def completion_text(completion: Any) -> str:
@@ -129,14 +224,21 @@ def clean_unicode(text: str) -> str:
 
 
 def gold_from_answer(answer: Any) -> str | None:
-    r"""Gold answer from an ``answer`` column: bare LaTeX (or a number); a ``\boxed{}`` inside wins."""
+    r"""Gold answer from an ``answer`` column: bare LaTeX (or a number), without enclosing ``$`` or ``\(``.
+
+    A ``\boxed{}`` inside wins, and so do the boxes before it joined by "and", a comma or a semicolon, even
+    with a few words around: ``\boxed{1} papers and \boxed{2} bins`` is ``1, 2``.
+    """
     if answer is None:
         return None
     if isinstance(answer, float) and answer.is_integer():
         answer = int(answer)
     text = clean_unicode(str(answer)).strip()
-    boxed = extract_final_answer(text, max_chars=len(text))
-    return boxed if boxed is not None else text
+    boxes = _boxes(text, len(text)) if "\\" in text else []
+    if boxes:
+        return _joined(_final_run(text, boxes, _gold_connector))
+    math = _DELIMITED.fullmatch(text)
+    return next(g for g in math.groups() if g is not None).strip() if math else text
 
 
 def gold_from_solution(solution: Any) -> str | None:

@@ -18,16 +18,19 @@ from .equivalence import (
     NOT_EQUAL,
     PRED_UNPARSEABLE,
     TIMEOUT,
+    decimal_commas,
     fast_verdict,
     prepare,
 )
 from .extraction import (
     BOXED,
+    answer_candidates,
     clean_unicode,
     completion_text,
     extract_final_answer,
     gold_from_answer,
     gold_from_solution,
+    several_values,
 )
 from .hendrycks import hendrycks_equivalent
 from .pool import get_pool
@@ -71,7 +74,7 @@ def verify_answers(
         elif len(pred) > max_chars:
             codes[i] = PRED_UNPARSEABLE
         else:
-            gold_c, pred_c = prepare(clean_unicode(gold)), prepare(clean_unicode(pred))
+            gold_c, pred_c = decimal_commas(prepare(clean_unicode(gold)), prepare(clean_unicode(pred)))
             try:
                 codes[i] = fast_verdict(gold_c, pred_c)
             except Exception:  # noqa: BLE001 - a pre-filter must never crash the training loop
@@ -173,10 +176,22 @@ def math_accuracy_reward(
         output: timeouts, crashes and garbage score 0.0.
     """
     golds, preds, texts = _golds_and_preds("math_accuracy_reward", completions, answer, solution)
-    codes = verify_answers(golds, preds, timeout_seconds)
-    for i, code in enumerate(codes):
-        if code == NO_ANSWER and preds[i] is None and BOXED.search(texts[i]):
-            codes[i] = PRED_UNPARSEABLE  # a boxed answer that is unbalanced or too long
+    max_chars = _max_chars()
+    readings = [
+        answer_candidates(text, max_chars, several=gold is not None and several_values(gold))
+        for text, gold in zip(texts, golds, strict=True)
+    ]
+    pairs = [(gold, reading) for gold, rs in zip(golds, readings, strict=True) for reading in rs]
+    verdicts = iter(verify_answers([g for g, _ in pairs], [r for _, r in pairs], timeout_seconds))
+    codes = []
+    for i, rs in enumerate(readings):
+        found = [next(verdicts) for _ in rs]
+        preds[i] = rs[0] if rs else None
+        if not found:  # no answer: GOLD_UNPARSEABLE or NO_ANSWER, decided without a worker
+            found = verify_answers([golds[i]], [None])
+            if found[0] == NO_ANSWER and BOXED.search(texts[i]):
+                found = [PRED_UNPARSEABLE]  # a boxed answer that is unbalanced or too long
+        codes.append(EQUAL if EQUAL in found else found[0])
     return _report(codes, golds, preds, log_metric, log_extra)
 
 
