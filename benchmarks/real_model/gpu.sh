@@ -24,6 +24,10 @@ if ! PRERL_REAL_MODEL_CACHE="$cache" "$python" -m benchmarks.real_model.asset jo
   echo "[real-model] not every part is here yet: carry the next ones in another call while the machine is warm"
   exit 0
 fi
+if ! "$python" -c "import trl, datasets, gguf" 2>/dev/null; then
+  echo "[real-model] every part is here, but trl, datasets or gguf is missing: carry .whl in the next call"
+  exit 0
+fi
 if [ -n "${OUT:-}" ]; then out="$OUT/real-model-gpu"; else out=benchmarks/real_model/results/gpu; fi
 start=$(date +%s)
 PRERL_REAL_MODEL_CACHE="$cache" "$python" -m benchmarks.real_model.run align --preset gpu --output-dir "$out"
