@@ -46,7 +46,8 @@ def plot_all(results: dict, out_dir: Path) -> list[Path]:
         axes[0].axvline(switch, color=COLORS["dsrl"], ls=":", lw=1)
     axes[0].legend(fontsize=8)
     _pass_at_k(axes[4], results)
-    n_seeds = min(len(by_seed) for m, by_seed in results["runs"].items() if m in COLORS)
+    counts = sorted({len(by_seed) for m, by_seed in results["runs"].items() if m in COLORS})
+    n_seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     rule = "each method at its own learning rate" if per_method else "one learning rate for all"
     fig.suptitle(f"Miniature ({results['preset']} preset, {results['pretrain']['num_params'] / 1e6:.1f}M-parameter "
                  f"model trained from scratch, {rule}): mean of {n_seeds} seed(s), band = min..max", fontsize=11)
