@@ -125,7 +125,9 @@ def test_metric_names_and_phase_trace_across_the_switch(tiny_model_dir, tmp_path
     assert [h["prerl/active"] for h in logs] == [1.0, 1.0, 0.0, 0.0]
     for h in logs:  # the loss being optimised is logged under TRL's names in both phases: no hole in the curves
         assert {"entropy", "kl"} <= set(h) and not any(k.startswith("prerl/entropy") for k in h)
-    assert all("prerl/marginal_logp" in h for h in logs[:2])
+    # log P(y) is logged on the pre-train steps with rollouts in the loss, and only there (0 would read as certainty)
+    assert [("prerl/marginal_logp" in h) for h in logs[:2]] == [h["prerl/kept_frac"] > 0 for h in logs[:2]]
+    assert any("prerl/marginal_logp" in h for h in logs[:2])
 
 
 def test_a_resumed_run_never_goes_back_from_grpo(tiny_model_dir, tmp_path):

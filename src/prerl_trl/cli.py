@@ -59,6 +59,14 @@ class TrainScriptArguments:
     system_prompt: str | None = field(
         default=None, metadata={"help": "System prompt of chat prompts (default: the paper's; '' for none)."}
     )
+    resume: bool = field(
+        default=True,
+        metadata={
+            "help": "Resume from the last checkpoint in output_dir (default). A finished run is not trained again, "
+            "and a run of another base model or trainer is not resumed. false: start over, removing the earlier "
+            "run's checkpoints."
+        },
+    )
 
 
 def _config_class(trainer: str):
@@ -79,15 +87,38 @@ def _recipe_path(argv: list[str]) -> str | None:
     return None
 
 
-def _trainer_choice(argv: list[str]) -> str:
-    """Find `trainer` on the command line or in the `--config` YAML, before the dataclasses are chosen."""
+def read_recipe(path: str) -> dict[str, Any]:
+    """The `--config` YAML as a mapping; a missing, malformed or non-mapping file is one ValueError line."""
     import yaml
 
+    try:
+        with open(path) as f:
+            recipe = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ValueError(f"--config {path}: no such file (from {os.getcwd()}); check the path.") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(
+            f"--config {path}: not valid YAML{where} ({problem}); fix the file (each line is `option: value`)."
+        ) from None
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise ValueError(
+            f"--config {path}: the top level is a {type(recipe).__name__}, not a mapping; write one `option: value` "
+            "per line (see 'prerl-trl configs' for examples)."
+        )
+    return recipe
+
+
+def _trainer_choice(argv: list[str]) -> str:
+    """Find `trainer` on the command line or in the `--config` YAML, before the dataclasses are chosen."""
     choice = "dsrl"
     recipe = _recipe_path(argv)
     if recipe is not None:
-        with open(recipe) as f:
-            choice = (yaml.safe_load(f) or {}).get("trainer", choice)
+        choice = read_recipe(recipe).get("trainer", choice)
     for i, arg in enumerate(argv):
         if arg == "--trainer" and i + 1 < len(argv):
             choice = argv[i + 1]
@@ -168,19 +199,39 @@ def _reward_funcs(names: list[str]) -> list:
     return funcs
 
 
+def GuardedGRPOTrainer() -> type:  # noqa: N802 (a class factory, so that trl is imported only by `train`)
+    """TRL's GRPOTrainer with our stop at the first non-finite loss or gradient norm, for `--trainer grpo`."""
+    from trl import GRPOTrainer
+
+    from .guards import NonFiniteGuard
+
+    return type("GRPOTrainer", (NonFiniteGuard, GRPOTrainer), {"__module__": GRPOTrainer.__module__})
+
+
 def train(argv: list[str]) -> int:
     """`prerl-trl train --config recipe.yaml [--field value ...]`."""
-    from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOTrainer, get_peft_config, get_quantization_config
+    from trl import get_peft_config, get_quantization_config
 
+    from . import resume as runs
+    from .config import check_learning_rate
     from .data import SYSTEM_PROMPT, load_math_dataset
     from .evaluation import check_model_source
-    from .trainer import DSRLTrainer, PreRLTrainer
+    from .trainer import DSRLTrainer, PreRLTrainer, quiet_checkpointing_deprecations
     from .vllm_server import check_vllm_server
 
     script_args, training_args, model_args = parse_train_args(argv)
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required: set it in the recipe or pass --model_name_or_path.")
+    check_learning_rate(training_args.learning_rate)
+    identity = runs.RunIdentity.of(model_args.model_name_or_path, script_args.trainer)
+    explicit = training_args.resume_from_checkpoint
+    plan = runs.ResumePlan(explicit) if explicit else runs.plan_resume(
+        training_args.output_dir, identity, resume=script_args.resume, max_steps=training_args.max_steps,
+        num_train_epochs=training_args.num_train_epochs,
+    )
+    if plan.finished:
+        print(f"prerl-trl train: {plan.message}")
+        return 0
     check_model_source(model_args.model_name_or_path, "model_name_or_path")
     check_vllm_server(training_args, model=model_args.model_name_or_path)
     init_kwargs = dict(
@@ -202,7 +253,8 @@ def train(argv: list[str]) -> int:
         **fields, **load,
     )
     eval_dataset = load_math_dataset(script_args.eval_dataset_name, **load) if script_args.eval_dataset_name else None
-    trainer_cls = {"dsrl": DSRLTrainer, "prerl": PreRLTrainer, "grpo": GRPOTrainer}[script_args.trainer]
+    quiet_checkpointing_deprecations()
+    trainer_cls = {"dsrl": DSRLTrainer, "prerl": PreRLTrainer, "grpo": GuardedGRPOTrainer()}[script_args.trainer]
     trainer = trainer_cls(
         model=model_args.model_name_or_path,
         reward_funcs=_reward_funcs(script_args.reward_funcs),
@@ -216,19 +268,26 @@ def train(argv: list[str]) -> int:
     recipe = _recipe_path(argv)
     if recipe is not None:
         trainer.recipe = os.path.basename(recipe)  # recorded in the model card
+    trainer.add_callback(runs.RecordRunIdentity(identity))
     # Nothing is lost when a run dies: pick up the last checkpoint in output_dir unless told otherwise.
-    resume = training_args.resume_from_checkpoint
-    if resume is None and os.path.isdir(training_args.output_dir):
-        resume = get_last_checkpoint(training_args.output_dir)
-        if resume:
-            trainer.accelerator.print(f"Resuming from {resume}")
+    if not script_args.resume and not explicit:
+        if trainer.accelerator.is_main_process:
+            removed = runs.start_over(training_args.output_dir)
+            if removed:
+                print(f"prerl-trl train: --resume false: removed {removed} checkpoint(s) of the earlier run in "
+                      f"{training_args.output_dir}")
+        trainer.accelerator.wait_for_everyone()
+    elif plan.message:
+        trainer.accelerator.print(plan.message)
     processes = trainer.accelerator.num_processes
     trainer.accelerator.print(
         f"Training with {script_args.trainer} on {processes} process{'es' if processes > 1 else ''} "
         f"({trainer.accelerator.device.type})"
     )
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=plan.checkpoint)
     trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        runs.record_finished(training_args.output_dir, identity, trainer.state, training_args.num_train_epochs)
     trainer.accelerator.print(f"Model saved to {training_args.output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
@@ -276,7 +335,7 @@ COMMANDS = {
 
 
 def _usage() -> str:
-    lines = ["usage: prerl-trl COMMAND [ARGS]", "", "commands:"]
+    lines = ["usage: prerl-trl [--version] COMMAND [ARGS]", "", "commands:"]
     lines += [f"  {name:<11} {text}" for name, (text, _) in COMMANDS.items()]
     lines += ["", "Run 'prerl-trl COMMAND --help' for the arguments of a command."]
     return "\n".join(lines)
@@ -284,8 +343,26 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:  # `prerl-trl configs | head -1`: the reader left, which is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit: let that write go nowhere
+        return 0
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"prerl-trl {_version()}")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
@@ -299,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = COMMANDS[command][1]
     try:
         return int(handler(rest) or 0)
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         print(f"prerl-trl {command}: interrupted", file=sys.stderr)
         return 130

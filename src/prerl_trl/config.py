@@ -6,6 +6,7 @@ Every field carries `metadata={"help": ...}` so that `TrlParser` (and `prerl-trl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
@@ -21,6 +22,14 @@ def _check_choice(field_name: str, value: object, choices: tuple[str, ...], fix:
     if value not in choices:
         raise ValueError(
             f"{field_name}={value!r} is not supported. Use one of {', '.join(repr(c) for c in choices)}.{fix}"
+        )
+
+
+def check_learning_rate(value: object) -> None:
+    """A finite, non-negative learning rate (AdamW takes `inf` and writes non-finite weights with it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"learning_rate={value!r} must be a finite number >= 0 (the paper uses 1e-6)."
         )
 
 
@@ -125,6 +134,7 @@ class PreRLConfig(GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_learning_rate(self.learning_rate)
         _check_choice("prerl_advantage_estimator", self.prerl_advantage_estimator, ADVANTAGE_ESTIMATORS)
         _check_choice("rl_advantage_estimator", self.rl_advantage_estimator, ADVANTAGE_ESTIMATORS)
         _check_choice("prerl_kl_space", self.prerl_kl_space, KL_SPACES)

@@ -153,10 +153,15 @@ def _looks_like_file(name: str) -> bool:
 
 
 def _check_files_exist(data_files: Any) -> None:
+    """Every named file exists and is not empty (`datasets` fails on a 0-byte file with a bare StopIteration)."""
     files = [data_files] if isinstance(data_files, str) else list(data_files)
     for file in files:
-        if isinstance(file, str) and not any(ch in file for ch in "*?[") and not os.path.exists(file):
+        if not isinstance(file, str) or any(ch in file for ch in "*?["):
+            continue
+        if not os.path.exists(file):
             raise FileNotFoundError(f"data_files: file not found: {file!r} (from {os.getcwd()})")
+        if os.path.isfile(file) and os.path.getsize(file) == 0:
+            raise ValueError(f"{file}: the data file is empty (0 bytes); write its rows, or pass another file.")
 
 
 def _load_raw(source: str, split: str, config_name: str | None, data_files: Any) -> Any:
@@ -184,10 +189,16 @@ def _pick(columns: list[str], explicit: str | None, candidates: tuple[str, ...])
 
 
 def _missing(source: str, role: str, field: str | None, argument: str, columns: list[str]) -> ValueError:
-    wanted = f"column {field!r}" if field else "a " + role + " column"
+    wanted = f"column {field!r}" if field else f"{role} column"
     return ValueError(
-        f"{source}: no {wanted} (it has columns {columns}); pass {argument}=<one of these> to name it."
+        f"{source}: no {wanted} (it has columns {columns}); name the right one with {_flag(argument)} <column> "
+        f"({argument}= in Python)."
     )
+
+
+def _flag(argument: str) -> str:
+    """The command-line spelling of a loader argument, accepted by both `prerl-trl train` and `prerl-trl eval`."""
+    return "--" + argument.replace("_", "-")
 
 
 def load_math_dataset(
@@ -271,8 +282,9 @@ def load_math_dataset(
             solution_field = _pick(columns, None, _SOLUTION_CANDIDATES)
         if answer_field is None and solution_field is None:
             raise ValueError(
-                f"{label}: no answer column (it has columns {columns}); pass answer_field=<column with "
-                "the bare answer> or solution_field=<column with a worked solution containing \\boxed{}>."
+                f"{label}: no answer column (it has columns {columns}); name the column with the bare answer with "
+                "--answer-field <column>, or one with a worked solution ending in \\boxed{} with --solution-field "
+                "<column> (answer_field= / solution_field= in Python)."
             )
     gold_col, from_solution = (answer_field, False) if answer_field is not None else (solution_field, True)
     if gold_col not in columns:
@@ -301,11 +313,15 @@ def _finish(dataset: Any, label: str, drop_unanswered: bool) -> Any:
     """Rename the working columns to ``prompt`` / ``answer`` and drop unanswered rows (logged)."""
     dataset = dataset.rename_columns({"_prerl_prompt": "prompt", "_prerl_answer": "answer"})
     dataset = dataset.select_columns(["prompt", "answer"])
+    before = len(dataset)
     if drop_unanswered:
-        before = len(dataset)
         dataset = dataset.filter(lambda row: bool(row["answer"]))
         if len(dataset) < before:
             logger.warning("%s: dropped %d rows without an extractable answer", label, before - len(dataset))
+    if len(dataset) == 0:
+        why = (f"all {before} rows were dropped: none has an extractable answer. Check --answer-field / "
+               "--solution-field, or the answers themselves") if before else "it has no rows"
+        raise ValueError(f"{label}: no data to use, {why}.")
     return dataset
 
 

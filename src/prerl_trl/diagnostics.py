@@ -333,8 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument("--thinking", action="store_true")
     p.add_argument("--split", default=None)
-    p.add_argument("--problem-column", default=None, help="problem column of a local file (as in eval)")
-    p.add_argument("--answer-column", default=None, help="gold-answer column of a local file (as in eval)")
+    p.add_argument("--problem-field", "--problem_field", "--problem-column", dest="problem_column", default=None,
+                   help="problem column of a local file (as in train and eval; --problem-column is an alias)")
+    p.add_argument("--answer-field", "--answer_field", "--answer-column", dest="answer_column", default=None,
+                   help="gold-answer column of a local file (as in train and eval; --answer-column is an alias)")
     p.add_argument("--solution-column", default=None, help="worked-solution column whose last \\boxed{} is the answer")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="auto: bfloat16 on a GPU, float32 on the CPU")

@@ -43,6 +43,7 @@ from trl.trainer.utils import is_async_callable, use_adapter
 from .advantages import combine_rewards, estimate_advantages, sample_filter_mask
 from .compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 from .config import DSRLConfig, PreRLConfig
+from .guards import NonFiniteGuard
 from .pretrain_space import build_marginal_inputs, resolve_context_token_id
 from .vllm_server import check_vllm_server
 
@@ -59,6 +60,17 @@ PRERL_CITATION = textwrap.dedent("""\
         year         = 2026,
         eprint       = {arXiv:2604.14142},
     }""")
+
+
+def quiet_checkpointing_deprecations() -> None:
+    """Show transformers' `gradient_checkpointing` FutureWarning once per run, not 4 to 10 times.
+
+    Transformers 5 deprecates the `gradient_checkpointing*` names (for `activation_checkpointing*`), and TRL calls
+    them around every scoring pass; each call site, and each reset of Python's warning registry, printed the same
+    advice again. The config warns when it is built, before any trainer exists: later ones are ignored."""
+    warnings.filterwarnings(
+        "ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning
+    )
 
 
 @contextmanager
@@ -125,11 +137,10 @@ class _WarnWithoutSwitch(TrainerCallback):
                 "switches to GRPO and trains NSR-PreRL only. Raise max_steps / num_train_epochs or lower "
                 "dsrl_switch_step."
             )
-            warnings.warn(message, stacklevel=2)
-            logger.warning(message)
+            warnings.warn(message, stacklevel=2)  # once: a logger.warning beside it printed the same line twice
 
 
-class PreRLTrainer(GRPOTrainer):
+class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
     """GRPO whose loss scores rollouts in pre-train space (PreRL / NSR-PreRL / PSR-PreRL, and joint mode).
 
     Rollouts are generated as in GRPO, conditioned on the question. The loss scores each rollout *without its prompt*,
@@ -158,6 +169,7 @@ class PreRLTrainer(GRPOTrainer):
                 f"{self._name}."
             )
         self._check_options(args)
+        quiet_checkpointing_deprecations()
         # Server mode against an address where nothing answers: fail in seconds, naming the URL (TRL would wait).
         check_vllm_server(args, model=model if isinstance(model, str) else None)
         super().__init__(model, reward_funcs, args=args, **kwargs)
@@ -290,12 +302,28 @@ class PreRLTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
+        """TRL's generation batch, then: the phase and no-reward flags, the pre-train-space fields (pre-train phase)
+        and the conditional-loss options (GRPO phase, or joint mode)."""
         mode = "train" if self.model.training else "eval"
         pretrain = self._pretrain_phase()
         self._on_generation_batch(pretrain, mode)
-        # Pre-train space only: the conditional reference log-probs would be thrown away, so TRL skips them.
-        # Pre-train space only: the conditional reference log-probs would be thrown away, so TRL skips them, and the
-        # conditional old-policy pass is skipped too unless vLLM's importance-sampling correction reads it.
+        output = self._trl_generation_batch(inputs, pretrain)
+        no_reward = self._flag_phase_and_missing_rewards(output, pretrain)
+        self._log_behaviors(mode)
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        rewards = combine_rewards(self._last_rewards_per_func, self.reward_weights)
+        rows = self._local_rows(output["completion_ids"].size(0))
+        if pretrain:
+            self._add_pretrain_space_fields(output, mode, rewards, num_generations, rows, no_reward)
+        if not pretrain or self.args.rl_loss_coef > 0:
+            self._apply_conditional_options(output, mode, rewards, num_generations, rows, pretrain,
+                                            skip_no_reward=no_reward and pretrain)
+        return output
+
+    def _trl_generation_batch(self, inputs, pretrain: bool) -> dict[str, Any]:
+        """GRPOTrainer's generation, rewards and conditional advantages. In the pre-train phase alone (no joint mode),
+        the conditional reference log-probs would be thrown away, so TRL skips them (beta 0 for the call), and the
+        conditional old-policy pass is skipped too unless vLLM's importance-sampling correction reads it."""
         pretrain_only = pretrain and self.args.rl_loss_coef == 0
         vllm_correction = self.use_vllm and self.vllm_importance_sampling_correction
         skip_conditional_old = pretrain_only and not vllm_correction
@@ -304,74 +332,82 @@ class PreRLTrainer(GRPOTrainer):
             output = super()._generate_and_score_completions(inputs)
         if skip_conditional_old:
             output.pop("old_per_token_logps", None)
+        return output
 
-        completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
-        batch = completion_ids.size(0)
-        device = completion_ids.device
-        loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
-        rows = slice(self.accelerator.process_index * batch, (self.accelerator.process_index + 1) * batch)
-        rewards_per_func = self._last_rewards_per_func
-        no_reward = bool(torch.isnan(rewards_per_func).all())
+    def _local_rows(self, batch: int) -> slice:
+        """This process's rows in tensors gathered over processes (rewards, advantages)."""
+        return slice(self.accelerator.process_index * batch, (self.accelerator.process_index + 1) * batch)
+
+    def _flag_phase_and_missing_rewards(self, output: dict[str, Any], pretrain: bool) -> bool:
+        """Carry the batch's phase (`prerl_active`) and whether it is skipped for want of any reward
+        (`prerl_no_reward`, pre-train phase only: in the GRPO phase such a batch is left to TRL, exactly as
+        GRPOTrainer handles it). Returns whether every reward of the batch is None."""
+        batch, device = output["completion_ids"].size(0), output["completion_ids"].device
+        no_reward = bool(torch.isnan(self._last_rewards_per_func).all())
         if no_reward and pretrain:
             warnings.warn(
                 f"Every reward in this batch is None (step {self.state.global_step}): the batch is skipped, it "
                 "contributes no gradient, and when every batch of an optimizer step is like it, the optimizer step is "
                 "skipped. Check that the reward functions can parse the dataset's answers.",
-                stacklevel=2,
+                stacklevel=3,
             )
         output["prerl_active"] = torch.full((batch,), float(pretrain), device=device)
-        # In the GRPO phase a batch without rewards is left to TRL, exactly as GRPOTrainer handles it.
-        skip_no_reward = no_reward and pretrain
-        output["prerl_no_reward"] = torch.full((batch,), float(skip_no_reward), device=device)
-        self._log_behaviors(mode)
+        output["prerl_no_reward"] = torch.full((batch,), float(no_reward and pretrain), device=device)
+        return no_reward
 
-        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
-        rewards = combine_rewards(rewards_per_func, self.reward_weights)
-        if pretrain:
-            advantages = estimate_advantages(
-                rewards, num_generations, self.args.prerl_advantage_estimator, self.args.prerl_scale_rewards,
-                self.args.w_reinforce_positive_weight,
+    def _add_pretrain_space_fields(self, output: dict[str, Any], mode: str, rewards: torch.Tensor,
+                                   num_generations: int, rows: slice, no_reward: bool) -> None:
+        """Pre-train-space advantages (r - group mean), the sample-filter loss mask and its token count, and the
+        old-policy and reference log-probs scored in pre-train space when the loss needs them."""
+        completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
+        loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
+        advantages = estimate_advantages(
+            rewards, num_generations, self.args.prerl_advantage_estimator, self.args.prerl_scale_rewards,
+            self.args.w_reinforce_positive_weight,
+        )
+        keep = sample_filter_mask(advantages, self.args.prerl_sample_filter) & ~torch.isnan(rewards)
+        keep = keep & ~torch.tensor(no_reward, device=keep.device)
+        prerl_mask = loss_mask * keep[rows].unsqueeze(1).to(loss_mask.dtype)
+        output["prerl_advantages"] = advantages[rows]
+        self._replace_logged_advantages(advantages)
+        output["prerl_loss_mask"] = prerl_mask
+        output["prerl_num_items"] = self.accelerator.gather(prerl_mask.sum()).sum()
+        self._metrics[mode]["prerl/kept_frac"].append(keep.float().mean().item())
+
+        chunk = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+        # The ratio needs old log-probs only when the policy moves between generation and loss (TRL's rule).
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        if mode == "train" and self.args.gradient_accumulation_steps % generate_every != 0:
+            output["prerl_old_per_token_logps"] = self._marginal_logps(
+                self.model, completion_ids, completion_mask, prerl_mask, chunk
             )
-            keep = sample_filter_mask(advantages, self.args.prerl_sample_filter) & ~torch.isnan(rewards)
-            keep = keep & ~torch.tensor(no_reward, device=keep.device)
-            prerl_mask = loss_mask * keep[rows].unsqueeze(1).to(loss_mask.dtype)
-            output["prerl_advantages"] = advantages[rows]
-            self._replace_logged_advantages(advantages)
-            output["prerl_loss_mask"] = prerl_mask
-            output["prerl_num_items"] = self.accelerator.gather(prerl_mask.sum()).sum()
-            self._metrics[mode]["prerl/kept_frac"].append(keep.float().mean().item())
+        if self.beta != 0.0 and self.args.prerl_kl_space == "pretrain":
+            output["prerl_ref_per_token_logps"] = self._marginal_ref_logps(
+                completion_ids, completion_mask, prerl_mask, chunk
+            )
 
-            chunk = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
-            # The ratio needs old log-probs only when the policy moves between generation and loss (TRL's rule).
-            generate_every = self.args.steps_per_generation * self.num_iterations
-            if mode == "train" and self.args.gradient_accumulation_steps % generate_every != 0:
-                output["prerl_old_per_token_logps"] = self._marginal_logps(
-                    self.model, completion_ids, completion_mask, prerl_mask, chunk
-                )
-            if self.beta != 0.0 and self.args.prerl_kl_space == "pretrain":
-                output["prerl_ref_per_token_logps"] = self._marginal_ref_logps(
-                    completion_ids, completion_mask, prerl_mask, chunk
-                )
-
-        if not pretrain or self.args.rl_loss_coef > 0:
-            if self.args.rl_advantage_estimator != "group_mean":  # NSR / W-REINFORCE instead of TRL's advantages
-                conditional = estimate_advantages(
-                    rewards, num_generations, self.args.rl_advantage_estimator,
-                    positive_weight=self.args.w_reinforce_positive_weight,
-                )
-                output["advantages"] = conditional[rows].to(output["advantages"].dtype)
-                if not pretrain:
-                    self._replace_logged_advantages(conditional)
-            keep = sample_filter_mask(output["advantages"], self.args.rl_sample_filter)
-            keep = keep & ~torch.tensor(skip_no_reward, device=keep.device)
-            if self.args.rl_sample_filter != "all" or skip_no_reward:
-                tool_mask = output.get("tool_mask", torch.ones_like(completion_mask))
-                output["tool_mask"] = tool_mask * keep.unsqueeze(1).to(tool_mask.dtype)
-                output["num_items_in_batch"] = self.accelerator.gather((completion_mask * output["tool_mask"]).sum()).sum()
+    def _apply_conditional_options(self, output: dict[str, Any], mode: str, rewards: torch.Tensor,
+                                   num_generations: int, rows: slice, pretrain: bool, skip_no_reward: bool) -> None:
+        """The conditional loss's options on top of TRL's batch: another advantage estimator (NSR / W-REINFORCE)
+        and the conditional sample filter, applied through TRL's `tool_mask`."""
+        completion_mask = output["completion_mask"]
+        if self.args.rl_advantage_estimator != "group_mean":  # NSR / W-REINFORCE instead of TRL's advantages
+            conditional = estimate_advantages(
+                rewards, num_generations, self.args.rl_advantage_estimator,
+                positive_weight=self.args.w_reinforce_positive_weight,
+            )
+            output["advantages"] = conditional[rows].to(output["advantages"].dtype)
             if not pretrain:
-                kept = self.accelerator.gather(keep.float())
-                self._metrics[mode]["prerl/kept_frac"].append(kept.mean().item())
-        return output
+                self._replace_logged_advantages(conditional)
+        keep = sample_filter_mask(output["advantages"], self.args.rl_sample_filter)
+        keep = keep & ~torch.tensor(skip_no_reward, device=keep.device)
+        if self.args.rl_sample_filter != "all" or skip_no_reward:
+            tool_mask = output.get("tool_mask", torch.ones_like(completion_mask))
+            output["tool_mask"] = tool_mask * keep.unsqueeze(1).to(tool_mask.dtype)
+            output["num_items_in_batch"] = self.accelerator.gather((completion_mask * output["tool_mask"]).sum()).sum()
+        if not pretrain:
+            kept = self.accelerator.gather(keep.float())
+            self._metrics[mode]["prerl/kept_frac"].append(kept.mean().item())
 
     def _replace_logged_advantages(self, advantages: torch.Tensor) -> None:
         """The completions table shows the advantages the loss used: swap TRL's conditional ones for ours."""
@@ -517,11 +553,13 @@ class PreRLTrainer(GRPOTrainer):
         self._window_without_reward = True
 
     def _log_marginal_logp(self, mode: str, view: dict[str, Any]) -> None:
-        """`prerl/marginal_logp`: mean per-token log P(y) over the tokens in the pre-train-space loss."""
+        """`prerl/marginal_logp`: mean per-token log P(y) over the tokens in the pre-train-space loss. A step with no
+        token in the loss logs nothing (a log-prob of 0 would read as certainty)."""
         logps = self._last_marginal_logps.float()
         mask = (view["completion_mask"] * view["tool_mask"]).float()
         totals = self.accelerator.reduce(torch.stack([(logps * mask).sum(), mask.sum()]), reduction="sum")
-        self._metrics[mode]["prerl/marginal_logp"].append((totals[0] / totals[1].clamp(min=1.0)).item())
+        if totals[1].item() > 0:
+            self._metrics[mode]["prerl/marginal_logp"].append((totals[0] / totals[1]).item())
 
     # ----------------------------------------------------------------------------------------------------------------
     # Saving
@@ -593,6 +631,7 @@ class DSRLTrainer(PreRLTrainer):
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._dsrl_switched = False
         self._dsrl_switched_before_resume = False
+        self._dsrl_switched_at: int | None = None  # the optimizer step of the switch, once it happened
         self.add_callback(_WarnWithoutSwitch(self))
 
     def _check_options(self, args: PreRLConfig) -> None:
@@ -612,10 +651,15 @@ class DSRLTrainer(PreRLTrainer):
         self._dsrl_switched = True
         step = self.state.global_step
         fresh_switch = not self._dsrl_switched_before_resume
-        self._announce(
-            f"DSRL: switching from NSR-PreRL (log P(y)) to GRPO (log P(y|x)) at optimizer step {step}"
-            + ("" if fresh_switch else " (resumed after the switch)")
-        )
+        if fresh_switch:
+            self._dsrl_switched_at = step
+            self._announce(f"DSRL: switching from NSR-PreRL (log P(y)) to GRPO (log P(y|x)) at optimizer step {step}")
+        else:
+            at = "" if self._dsrl_switched_at is None else f" at optimizer step {self._dsrl_switched_at}"
+            self._announce(
+                f"DSRL: resumed at optimizer step {step}, in the GRPO phase: the run switched from NSR-PreRL to GRPO{at}, "
+                "before the checkpoint."
+            )
         if self.args.dsrl_sync_ref_at_switch and self.ref_model is None and self.beta != 0.0:
             logger.warning(
                 "dsrl_sync_ref_at_switch: with PEFT the reference is the adapter-disabled base model, which cannot be "
@@ -636,7 +680,8 @@ class DSRLTrainer(PreRLTrainer):
         if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             with open(os.path.join(folder, DSRL_STATE_FILE), "w") as f:
-                json.dump({"switched": self._dsrl_switched, "dsrl_switch_step": self.args.dsrl_switch_step}, f)
+                json.dump({"switched": self._dsrl_switched, "switched_at": self._dsrl_switched_at,
+                           "dsrl_switch_step": self.args.dsrl_switch_step}, f)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -645,6 +690,7 @@ class DSRLTrainer(PreRLTrainer):
             with open(path) as f:
                 saved = json.load(f)
             self._dsrl_switched_before_resume = bool(saved["switched"])
+            self._dsrl_switched_at = saved.get("switched_at")  # absent in checkpoints of versions before 0.2
             if self._dsrl_switched_before_resume and saved.get("dsrl_switch_step") != self.args.dsrl_switch_step:
                 logger.warning(
                     "This checkpoint was saved after the DSRL switch (dsrl_switch_step=%s); the run stays in GRPO "
