@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM
 
 from prerl_trl import DSRLTrainer, PreRLTrainer, rewards
 from prerl_trl.cli import main, parse_train_args
+from prerl_trl.guards import NonFiniteGuard
 from prerl_trl.tiny import TOY_SYSTEM_PROMPT, toy_problems
 
 RECIPES = resources.files("prerl_trl") / "recipes"
@@ -151,8 +152,10 @@ def test_recipe_parses_and_builds_its_trainer(name, tiny_model_dir, toy_verl_fil
     recipe = _recipe(name)
     argv = ["--config", _recipe_path(name), *_cpu_overrides(tiny_model_dir, toy_verl_file, tmp_path / "out")]
     trainer = _run_train(monkeypatch, argv, train_steps=False)
-    expected_cls = {"dsrl": DSRLTrainer, "prerl": PreRLTrainer, "grpo": trl.GRPOTrainer}[recipe["trainer"]]
-    assert type(trainer) is expected_cls
+    if recipe["trainer"] == "grpo":  # TRL's GRPOTrainer, with only the non-finite guard added (prerl_trl.guards)
+        assert type(trainer).__bases__ == (NonFiniteGuard, trl.GRPOTrainer)
+    else:
+        assert type(trainer) is {"dsrl": DSRLTrainer, "prerl": PreRLTrainer}[recipe["trainer"]]
     assert trainer.args.report_to in ([], ["none"], "none")
     funcs = [rewards.REWARD_FUNCTIONS[n] for n in recipe["reward_funcs"]]
     assert [getattr(f, "__wrapped__", f) for f in trainer.reward_funcs] == funcs  # our trainers wrap them (output check)

@@ -10,6 +10,7 @@ override the recipe. Multi-GPU:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -199,13 +200,14 @@ def _reward_funcs(names: list[str]) -> list:
     return funcs
 
 
+@functools.cache
 def GuardedGRPOTrainer() -> type:  # noqa: N802 (a class factory, so that trl is imported only by `train`)
     """TRL's GRPOTrainer with our stop at the first non-finite loss or gradient norm, for `--trainer grpo`."""
     from trl import GRPOTrainer
 
     from .guards import NonFiniteGuard
 
-    return type("GRPOTrainer", (NonFiniteGuard, GRPOTrainer), {"__module__": GRPOTrainer.__module__})
+    return type("GuardedGRPOTrainer", (NonFiniteGuard, GRPOTrainer), {"__module__": "prerl_trl.guards"})
 
 
 def train(argv: list[str]) -> int:
