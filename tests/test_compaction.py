@@ -18,7 +18,7 @@ from test_trainer import (
     trainer_grads,
 )
 
-import prerl_trl.trainer as trainer_module
+import prerl_trl.trainer.prerl as trainer_module
 from prerl_trl import PreRLConfig, PreRLTrainer
 from prerl_trl.compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 

@@ -61,7 +61,7 @@ def parity_reward(completion_ids, **kwargs) -> list[float]:
 def test_vllm_generation_and_conditional_importance_sampling(tiny_model_dir, tmp_path, monkeypatch, vllm_mode):
     monkeypatch.setattr("trl.trainer.grpo_trainer.VLLMGeneration", FakeVLLMGeneration)
     # The stand-in replaces the server too: nothing answers its health check (tests/test_vllm_server.py covers that).
-    monkeypatch.setattr("prerl_trl.trainer.check_vllm_server", lambda *args, **kwargs: None)
+    monkeypatch.setattr("prerl_trl.trainer.prerl.check_vllm_server", lambda *args, **kwargs: None)
     args = make_config(
         PreRLConfig,
         tmp_path,

@@ -1,4 +1,4 @@
-"""PreRLTrainer and DSRLTrainer: thin hooks on TRL's GRPOTrainer.
+"""PreRLTrainer: thin hooks on TRL's GRPOTrainer.
 
 What changes against GRPO, and where:
 
@@ -20,96 +20,31 @@ a correction of the sampling distribution y ~ P(.|x) in both phases.
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import logging
-import numbers
-import os
-import shutil
-import textwrap
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.callbacks import SyncRefModelCallback
-from trl.trainer.utils import is_async_callable, use_adapter
+from trl.trainer.utils import use_adapter
 
-from .advantages import combine_rewards, estimate_advantages, sample_filter_mask
-from .compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
-from .config import DSRLConfig, PreRLConfig
-from .guards import NonFiniteGuard
-from .pretrain_space import build_marginal_inputs, resolve_context_token_id
-from .vllm_server import check_vllm_server
+from ..advantages import combine_rewards, estimate_advantages, sample_filter_mask
+from ..compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
+from ..config import PreRLConfig
+from ..guards import NonFiniteGuard
+from ..pretrain_space import build_marginal_inputs, resolve_context_token_id
+from ..vllm_server import check_vllm_server
+from .card import PRERL_CITATION, ModelCardMixin
+from .hooks import checked_reward, override_attrs, quiet_checkpointing_deprecations
 
 logger = logging.getLogger(__name__)
-DSRL_STATE_FILE = "dsrl_state.json"
 # Loss aggregations for which dropping the rows whose loss mask is all zero changes neither loss nor gradients: their
 # denominators count kept tokens only (per micro-batch for bnpo, over the batch for dapo / cispo).
 ROW_EXACT_LOSS_TYPES = ("dapo", "bnpo", "cispo")
-
-PRERL_CITATION = textwrap.dedent("""\
-    @article{tan2026prerl,
-        title        = {{From P(y|x) to P(y): Investigating Reinforcement Learning in Pre-train Space}},
-        author       = {Tan and Wang and Liu and Liu and Liang and He and Zhao and Liu},
-        year         = 2026,
-        eprint       = {arXiv:2604.14142},
-    }""")
-
-
-def quiet_checkpointing_deprecations() -> None:
-    """Show transformers' `gradient_checkpointing` FutureWarning once per run, not 4 to 10 times.
-
-    Transformers 5 deprecates the `gradient_checkpointing*` names (for `activation_checkpointing*`), and TRL calls
-    them around every scoring pass; each call site, and each reset of Python's warning registry, printed the same
-    advice again. The config warns when it is built, before any trainer exists: later ones are ignored."""
-    warnings.filterwarnings(
-        "ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning
-    )
-
-
-@contextmanager
-def _override_attrs(obj: Any, **values: Any) -> Iterator[None]:
-    """Temporarily set attributes of `obj`."""
-    saved = {name: getattr(obj, name) for name in values}
-    for name, value in values.items():
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(obj, name, value)
-
-
-def _checked_reward(func: Any, name: str) -> Any:
-    """Wrap a plain (synchronous, non-model) reward function so that an output that is not one number (or None) per
-    completion fails with the function's name, instead of deep inside TRL. It adds no call of its own."""
-    if isinstance(func, nn.Module) or not callable(func) or is_async_callable(func):
-        return func
-
-    @functools.wraps(func)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        rewards = func(*args, **kwargs)
-        if rewards is None or isinstance(rewards, (str, bytes)) or not hasattr(rewards, "__len__"):
-            raise ValueError(
-                f"reward_funcs: {name!r} returned {type(rewards).__name__}; a reward function must return a list with "
-                "one float (or None) per completion."
-            )
-        for value in rewards:
-            if value is None or isinstance(value, numbers.Real) or (torch.is_tensor(value) and value.numel() == 1):
-                continue
-            raise ValueError(
-                f"reward_funcs: {name!r} returned a {type(value).__name__} ({value!r:.40}) among its rewards; a reward "
-                "function must return one float (or None) per completion."
-            )
-        return rewards
-
-    return checked
 
 
 class _SkipUpdateWithoutReward(TrainerCallback):
@@ -123,24 +58,7 @@ class _SkipUpdateWithoutReward(TrainerCallback):
         self.trainer._skip_update_without_reward()
 
 
-class _WarnWithoutSwitch(TrainerCallback):
-    """At the start of training, warn when the run is too short for DSRL to reach its switch."""
-
-    def __init__(self, trainer: DSRLTrainer) -> None:
-        self.trainer = trainer
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        switch = self.trainer.args.dsrl_switch_step
-        if state.max_steps <= switch and not self.trainer._dsrl_switched_before_resume:
-            message = (
-                f"DSRL: this run has {state.max_steps} optimizer steps, and dsrl_switch_step={switch}: it never "
-                "switches to GRPO and trains NSR-PreRL only. Raise max_steps / num_train_epochs or lower "
-                "dsrl_switch_step."
-            )
-            warnings.warn(message, stacklevel=2)  # once: a logger.warning beside it printed the same line twice
-
-
-class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
+class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
     """GRPO whose loss scores rollouts in pre-train space (PreRL / NSR-PreRL / PSR-PreRL, and joint mode).
 
     Rollouts are generated as in GRPO, conditioned on the question. The loss scores each rollout *without its prompt*,
@@ -190,7 +108,7 @@ class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
         self._last_pretrain = True
         self._steps_run = {"pre-train space": 0, "GRPO": 0}  # optimizer steps of this run, for the model card
         self.add_callback(_SkipUpdateWithoutReward(self))
-        self.reward_funcs = [_checked_reward(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names, strict=True)]
+        self.reward_funcs = [checked_reward(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names, strict=True)]
 
     # ----------------------------------------------------------------------------------------------------------------
     # Phase
@@ -229,7 +147,7 @@ class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
     # Scoring in pre-train space
     @contextmanager
     def _marginal_scoring(self) -> Iterator[None]:
-        with _override_attrs(self, _score_marginal=True):
+        with override_attrs(self, _score_marginal=True):
             yield
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
@@ -328,7 +246,7 @@ class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
         vllm_correction = self.use_vllm and self.vllm_importance_sampling_correction
         skip_conditional_old = pretrain_only and not vllm_correction
         overrides: dict[str, Any] = {"beta": 0.0} if pretrain_only else {}
-        with _override_attrs(self, _skip_conditional_pass=skip_conditional_old, **overrides):
+        with override_attrs(self, _skip_conditional_pass=skip_conditional_old, **overrides):
             output = super()._generate_and_score_completions(inputs)
         if skip_conditional_old:
             output.pop("old_per_token_logps", None)
@@ -419,7 +337,7 @@ class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
     def _log_behaviors(self, mode: str) -> None:
         """Log `behaviors/transition` and `behaviors/reflection` (mean per completion) when behaviors.py has them."""
         try:
-            from .behaviors import behavior_metrics
+            from ..behaviors import behavior_metrics
         except ImportError:
             return
         texts = list(self._last_completions or [])  # plain strings or message lists: behavior_metrics takes both
@@ -496,7 +414,7 @@ class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
             overrides = {"entropy_coef": self.entropy_coef / coef, "router_aux_loss_coef": self.router_aux_loss_coef / coef}
         else:
             overrides = {}
-        with _override_attrs(self, **overrides):
+        with override_attrs(self, **overrides):
             loss = super()._compute_loss(model, inputs)
         return loss if coef == 1.0 else coef * loss
 
@@ -518,7 +436,7 @@ class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
             # Its metrics keep TRL's names (entropy, clip_ratio/...), prefixed `prerl/` only beside joint mode's
             # conditional loss, which logs under the plain names.
             names = self._metrics_namespace(mode, "prerl/") if joint else contextlib.nullcontext()
-            with self._marginal_scoring(), names, _override_attrs(self, **options):
+            with self._marginal_scoring(), names, override_attrs(self, **options):
                 loss = self._weighted_loss(model, view, self.args.prerl_loss_coef, with_extras=not joint)
             self._log_marginal_logp(mode, view)
             if joint:
@@ -561,152 +479,3 @@ class PreRLTrainer(NonFiniteGuard, GRPOTrainer):
         if totals[1].item() > 0:
             self._metrics[mode]["prerl/marginal_logp"].append((totals[0] / totals[1]).item())
 
-    # ----------------------------------------------------------------------------------------------------------------
-    # Saving
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
-        """TRL's card, with the base model named even when it is a local path, and a section that records how this
-        run trained: trainer, phases actually run, filters, coefficients, reward functions and dataset."""
-        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
-        if not self.is_world_process_zero():
-            return
-        path = os.path.join(self.args.output_dir, "README.md")
-        with open(path) as f:
-            card = f.read()
-        base = self.model.config._name_or_path or "an unnamed model"
-        card = card.replace("fine-tuned version of [None](https://huggingface.co/None)", f"fine-tuned version of `{base}`")
-        card = card.replace('model="None"', f'model="{self.hub_model_id or self.args.output_dir}"')
-        card = card.replace("### Framework versions", self._training_summary() + "\n### Framework versions", 1)
-        with open(path, "w") as f:
-            f.write(card)
-
-    def _training_summary(self) -> str:
-        args = self.args
-        dataset = getattr(self.train_dataset, "info", None)
-        dataset_name = getattr(dataset, "dataset_name", None) or getattr(dataset, "config_name", None) or "a local dataset"
-        rows = [
-            ("trainer", f"{type(self).__name__} (prerl-trl)"),
-            ("base model", f"`{self.model.config._name_or_path}`"),
-            ("optimizer steps run", ", ".join(f"{n} in {phase}" for phase, n in self._steps_run.items())),
-            ("pre-train-space filter", f"`{args.prerl_sample_filter}` (`prerl_sample_filter`)"),
-            ("coefficients", f"`prerl_loss_coef={args.prerl_loss_coef}`, `rl_loss_coef={args.rl_loss_coef}`, "
-                             f"`beta={args.beta}`, `learning_rate={args.learning_rate}`"),
-            ("conditional filter", f"`{args.rl_sample_filter}` (`rl_sample_filter`)"),
-            ("reward functions", ", ".join(f"`{name}`" for name in self.reward_func_names)),
-            ("dataset", f"{dataset_name} ({len(self.train_dataset) if hasattr(self.train_dataset, '__len__') else '?'} rows)"),
-        ]
-        if isinstance(args, DSRLConfig):
-            rows.insert(3, ("switch", f"`dsrl_switch_step={args.dsrl_switch_step}`"))
-        recipe = getattr(self, "recipe", None)  # set by `prerl-trl train --config`
-        if recipe:
-            rows.append(("recipe", f"`{recipe}`"))
-        table = "\n".join(f"| {key} | {value} |" for key, value in rows)
-        return f"### PreRL training\n\n| | |\n| --- | --- |\n{table}\n"
-
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Save the model, and (outside checkpoints) the model card that cites PreRL beside GRPO."""
-        super().save_model(output_dir, _internal_call=_internal_call)
-        if _internal_call or not self.is_world_process_zero():
-            return
-        model_name = (self.args.hub_model_id or self.args.output_dir).rstrip("/").split("/")[-1]
-        self.create_model_card(model_name=model_name)
-        card = os.path.join(self.args.output_dir, "README.md")
-        if output_dir is not None and os.path.abspath(output_dir) != os.path.abspath(self.args.output_dir):
-            shutil.copyfile(card, os.path.join(output_dir, "README.md"))
-
-
-class DSRLTrainer(PreRLTrainer):
-    """Dual Space RL: NSR-PreRL for `dsrl_switch_step` optimizer steps, then standard GRPO on log P(y|x).
-
-    The phase is decided once per generation batch, from the optimizer step at which the batch is generated, and
-    carried in the batch: with `steps_per_generation > 1` or `num_iterations > 1` the switch happens at the first
-    generation batch that starts at or after `dsrl_switch_step`. At the switch the reference model is re-synced to the
-    policy (`dsrl_sync_ref_at_switch`) and the optimizer state can be reset (`dsrl_reset_optimizer`).
-    """
-
-    _tag_names = ["trl", "grpo", "prerl", "dsrl"]
-    _name = "DSRL"
-    _config_class = DSRLConfig
-
-    def __init__(self, model, reward_funcs=None, args: DSRLConfig | None = None, **kwargs: Any) -> None:
-        super().__init__(model, reward_funcs, args=args, **kwargs)
-        self._dsrl_switched = False
-        self._dsrl_switched_before_resume = False
-        self._dsrl_switched_at: int | None = None  # the optimizer step of the switch, once it happened
-        self.add_callback(_WarnWithoutSwitch(self))
-
-    def _check_options(self, args: PreRLConfig) -> None:
-        """Every GRPOConfig option is accepted: the GRPO phase honours it, the NSR-PreRL phase uses the paper's loss."""
-
-    def _pretrain_phase(self) -> bool:
-        # A phase never goes back: a run resumed after its switch stays in GRPO, whatever dsrl_switch_step says now.
-        if self._dsrl_switched or self._dsrl_switched_before_resume:
-            return False
-        return self.state.global_step < self.args.dsrl_switch_step
-
-    def _on_generation_batch(self, pretrain: bool, mode: str) -> None:
-        if mode != "train":
-            return
-        if pretrain or self._dsrl_switched:
-            return
-        self._dsrl_switched = True
-        step = self.state.global_step
-        fresh_switch = not self._dsrl_switched_before_resume
-        if fresh_switch:
-            self._dsrl_switched_at = step
-            self._announce(f"DSRL: switching from NSR-PreRL (log P(y)) to GRPO (log P(y|x)) at optimizer step {step}")
-        else:
-            at = "" if self._dsrl_switched_at is None else f" at optimizer step {self._dsrl_switched_at}"
-            self._announce(
-                f"DSRL: resumed at optimizer step {step}, in the GRPO phase: the run switched from NSR-PreRL to GRPO{at}, "
-                "before the checkpoint."
-            )
-        if self.args.dsrl_sync_ref_at_switch and self.ref_model is None and self.beta != 0.0:
-            logger.warning(
-                "dsrl_sync_ref_at_switch: with PEFT the reference is the adapter-disabled base model, which cannot be "
-                "re-synced to the policy; the KL term stays against the base model."
-            )
-        if self.args.dsrl_sync_ref_at_switch and self.ref_model is not None:
-            if not fresh_switch and self.beta != 0.0:
-                logger.warning(
-                    "Resumed after the DSRL switch: checkpoints do not hold the reference model, so it is re-synced "
-                    "to the resumed policy."
-                )
-            SyncRefModelCallback.sync_target_model(self.accelerator.unwrap_model(self.model), self.ref_model, 1.0)
-        if self.args.dsrl_reset_optimizer and fresh_switch:
-            self._reset_optimizer_state()
-
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            with open(os.path.join(folder, DSRL_STATE_FILE), "w") as f:
-                json.dump({"switched": self._dsrl_switched, "switched_at": self._dsrl_switched_at,
-                           "dsrl_switch_step": self.args.dsrl_switch_step}, f)
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        path = os.path.join(checkpoint, DSRL_STATE_FILE) if checkpoint is not None else None
-        if path is not None and os.path.exists(path):
-            with open(path) as f:
-                saved = json.load(f)
-            self._dsrl_switched_before_resume = bool(saved["switched"])
-            self._dsrl_switched_at = saved.get("switched_at")  # absent in checkpoints of versions before 0.2
-            if self._dsrl_switched_before_resume and saved.get("dsrl_switch_step") != self.args.dsrl_switch_step:
-                logger.warning(
-                    "This checkpoint was saved after the DSRL switch (dsrl_switch_step=%s); the run stays in GRPO "
-                    "although dsrl_switch_step=%s now: a phase never goes back.",
-                    saved.get("dsrl_switch_step"), self.args.dsrl_switch_step,
-                )
-
-    def _announce(self, message: str) -> None:
-        """Print on the main process (visible under a progress bar and in notebooks) and log it."""
-        logger.info(message)
-        self.accelerator.print(message)
-
-    def _reset_optimizer_state(self) -> None:
-        if self.is_deepspeed_enabled:
-            logger.warning("dsrl_reset_optimizer is not supported with DeepSpeed; the optimizer state is kept.")
-            return
-        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
-        optimizer.state.clear()
-        logger.warning("DSRL: optimizer state reset at the switch.")

@@ -1,0 +1,73 @@
+"""The model card of a PreRL / DSRL run: TRL's card, with the base model named and a section on how the run trained."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+
+from ..config import DSRLConfig
+
+PRERL_CITATION = textwrap.dedent("""\
+    @article{tan2026prerl,
+        title        = {{From P(y|x) to P(y): Investigating Reinforcement Learning in Pre-train Space}},
+        author       = {Tan and Wang and Liu and Liu and Liang and He and Zhao and Liu},
+        year         = 2026,
+        eprint       = {arXiv:2604.14142},
+    }""")
+
+
+
+class ModelCardMixin:
+    """For a `GRPOTrainer` subclass with `_steps_run` (optimizer steps per phase) and an optional `recipe`."""
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
+        """TRL's card, with the base model named even when it is a local path, and a section that records how this
+        run trained: trainer, phases actually run, filters, coefficients, reward functions and dataset."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        path = os.path.join(self.args.output_dir, "README.md")
+        with open(path) as f:
+            card = f.read()
+        base = self.model.config._name_or_path or "an unnamed model"
+        card = card.replace("fine-tuned version of [None](https://huggingface.co/None)", f"fine-tuned version of `{base}`")
+        card = card.replace('model="None"', f'model="{self.hub_model_id or self.args.output_dir}"')
+        card = card.replace("### Framework versions", self._training_summary() + "\n### Framework versions", 1)
+        with open(path, "w") as f:
+            f.write(card)
+
+    def _training_summary(self) -> str:
+        args = self.args
+        dataset = getattr(self.train_dataset, "info", None)
+        dataset_name = getattr(dataset, "dataset_name", None) or getattr(dataset, "config_name", None) or "a local dataset"
+        rows = [
+            ("trainer", f"{type(self).__name__} (prerl-trl)"),
+            ("base model", f"`{self.model.config._name_or_path}`"),
+            ("optimizer steps run", ", ".join(f"{n} in {phase}" for phase, n in self._steps_run.items())),
+            ("pre-train-space filter", f"`{args.prerl_sample_filter}` (`prerl_sample_filter`)"),
+            ("coefficients", f"`prerl_loss_coef={args.prerl_loss_coef}`, `rl_loss_coef={args.rl_loss_coef}`, "
+                             f"`beta={args.beta}`, `learning_rate={args.learning_rate}`"),
+            ("conditional filter", f"`{args.rl_sample_filter}` (`rl_sample_filter`)"),
+            ("reward functions", ", ".join(f"`{name}`" for name in self.reward_func_names)),
+            ("dataset", f"{dataset_name} ({len(self.train_dataset) if hasattr(self.train_dataset, '__len__') else '?'} rows)"),
+        ]
+        if isinstance(args, DSRLConfig):
+            rows.insert(3, ("switch", f"`dsrl_switch_step={args.dsrl_switch_step}`"))
+        recipe = getattr(self, "recipe", None)  # set by `prerl-trl train --config`
+        if recipe:
+            rows.append(("recipe", f"`{recipe}`"))
+        table = "\n".join(f"| {key} | {value} |" for key, value in rows)
+        return f"### PreRL training\n\n| | |\n| --- | --- |\n{table}\n"
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the model, and (outside checkpoints) the model card that cites PreRL beside GRPO."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        if _internal_call or not self.is_world_process_zero():
+            return
+        model_name = (self.args.hub_model_id or self.args.output_dir).rstrip("/").split("/")[-1]
+        self.create_model_card(model_name=model_name)
+        card = os.path.join(self.args.output_dir, "README.md")
+        if output_dir is not None and os.path.abspath(output_dir) != os.path.abspath(self.args.output_dir):
+            shutil.copyfile(card, os.path.join(output_dir, "README.md"))
+

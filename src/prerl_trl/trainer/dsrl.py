@@ -1,0 +1,133 @@
+"""DSRLTrainer: NSR-PreRL for `dsrl_switch_step` optimizer steps, then standard GRPO; its switch, resume and reset."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from typing import Any
+
+from transformers import TrainerCallback
+from trl.trainer.callbacks import SyncRefModelCallback
+
+from ..config import DSRLConfig, PreRLConfig
+from .prerl import PreRLTrainer
+
+logger = logging.getLogger(__name__)
+DSRL_STATE_FILE = "dsrl_state.json"
+
+
+class _WarnWithoutSwitch(TrainerCallback):
+    """At the start of training, warn when the run is too short for DSRL to reach its switch."""
+
+    def __init__(self, trainer: DSRLTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        switch = self.trainer.args.dsrl_switch_step
+        if state.max_steps <= switch and not self.trainer._dsrl_switched_before_resume:
+            message = (
+                f"DSRL: this run has {state.max_steps} optimizer steps, and dsrl_switch_step={switch}: it never "
+                "switches to GRPO and trains NSR-PreRL only. Raise max_steps / num_train_epochs or lower "
+                "dsrl_switch_step."
+            )
+            warnings.warn(message, stacklevel=2)  # once: a logger.warning beside it printed the same line twice
+
+
+class DSRLTrainer(PreRLTrainer):
+    """Dual Space RL: NSR-PreRL for `dsrl_switch_step` optimizer steps, then standard GRPO on log P(y|x).
+
+    The phase is decided once per generation batch, from the optimizer step at which the batch is generated, and
+    carried in the batch: with `steps_per_generation > 1` or `num_iterations > 1` the switch happens at the first
+    generation batch that starts at or after `dsrl_switch_step`. At the switch the reference model is re-synced to the
+    policy (`dsrl_sync_ref_at_switch`) and the optimizer state can be reset (`dsrl_reset_optimizer`).
+    """
+
+    _tag_names = ["trl", "grpo", "prerl", "dsrl"]
+    _name = "DSRL"
+    _config_class = DSRLConfig
+
+    def __init__(self, model, reward_funcs=None, args: DSRLConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(model, reward_funcs, args=args, **kwargs)
+        self._dsrl_switched = False
+        self._dsrl_switched_before_resume = False
+        self._dsrl_switched_at: int | None = None  # the optimizer step of the switch, once it happened
+        self.add_callback(_WarnWithoutSwitch(self))
+
+    def _check_options(self, args: PreRLConfig) -> None:
+        """Every GRPOConfig option is accepted: the GRPO phase honours it, the NSR-PreRL phase uses the paper's loss."""
+
+    def _pretrain_phase(self) -> bool:
+        # A phase never goes back: a run resumed after its switch stays in GRPO, whatever dsrl_switch_step says now.
+        if self._dsrl_switched or self._dsrl_switched_before_resume:
+            return False
+        return self.state.global_step < self.args.dsrl_switch_step
+
+    def _on_generation_batch(self, pretrain: bool, mode: str) -> None:
+        if mode != "train":
+            return
+        if pretrain or self._dsrl_switched:
+            return
+        self._dsrl_switched = True
+        step = self.state.global_step
+        fresh_switch = not self._dsrl_switched_before_resume
+        if fresh_switch:
+            self._dsrl_switched_at = step
+            self._announce(f"DSRL: switching from NSR-PreRL (log P(y)) to GRPO (log P(y|x)) at optimizer step {step}")
+        else:
+            at = "" if self._dsrl_switched_at is None else f" at optimizer step {self._dsrl_switched_at}"
+            self._announce(
+                f"DSRL: resumed at optimizer step {step}, in the GRPO phase: the run switched from NSR-PreRL to GRPO{at}, "
+                "before the checkpoint."
+            )
+        if self.args.dsrl_sync_ref_at_switch and self.ref_model is None and self.beta != 0.0:
+            logger.warning(
+                "dsrl_sync_ref_at_switch: with PEFT the reference is the adapter-disabled base model, which cannot be "
+                "re-synced to the policy; the KL term stays against the base model."
+            )
+        if self.args.dsrl_sync_ref_at_switch and self.ref_model is not None:
+            if not fresh_switch and self.beta != 0.0:
+                logger.warning(
+                    "Resumed after the DSRL switch: checkpoints do not hold the reference model, so it is re-synced "
+                    "to the resumed policy."
+                )
+            SyncRefModelCallback.sync_target_model(self.accelerator.unwrap_model(self.model), self.ref_model, 1.0)
+        if self.args.dsrl_reset_optimizer and fresh_switch:
+            self._reset_optimizer_state()
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            with open(os.path.join(folder, DSRL_STATE_FILE), "w") as f:
+                json.dump({"switched": self._dsrl_switched, "switched_at": self._dsrl_switched_at,
+                           "dsrl_switch_step": self.args.dsrl_switch_step}, f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, DSRL_STATE_FILE) if checkpoint is not None else None
+        if path is not None and os.path.exists(path):
+            with open(path) as f:
+                saved = json.load(f)
+            self._dsrl_switched_before_resume = bool(saved["switched"])
+            self._dsrl_switched_at = saved.get("switched_at")  # absent in checkpoints of versions before 0.2
+            if self._dsrl_switched_before_resume and saved.get("dsrl_switch_step") != self.args.dsrl_switch_step:
+                logger.warning(
+                    "This checkpoint was saved after the DSRL switch (dsrl_switch_step=%s); the run stays in GRPO "
+                    "although dsrl_switch_step=%s now: a phase never goes back.",
+                    saved.get("dsrl_switch_step"), self.args.dsrl_switch_step,
+                )
+
+    def _announce(self, message: str) -> None:
+        """Print on the main process (visible under a progress bar and in notebooks) and log it."""
+        logger.info(message)
+        self.accelerator.print(message)
+
+    def _reset_optimizer_state(self) -> None:
+        if self.is_deepspeed_enabled:
+            logger.warning("dsrl_reset_optimizer is not supported with DeepSpeed; the optimizer state is kept.")
+            return
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        optimizer.state.clear()
+        logger.warning("DSRL: optimizer state reset at the switch.")
