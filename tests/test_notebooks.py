@@ -58,3 +58,22 @@ def test_quickstart_notebook_runs_on_the_cpu(tmp_path):
         assert " ".join(label.split()) in " ".join(text.split()), label
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plot of the switch
     assert "model.safetensors" in text and "README.md" in text
+    # one table of the steps, not a metrics dictionary per step
+    assert "step  phase      reward   kept  log P(y)" in text and "{'loss'" not in text and "'reward':" not in text
+
+
+def test_notebooks_install_the_checkout_they_sit_in_and_log_in_with_hf(tmp_path):
+    import nbformat
+
+    for name in ("quickstart.ipynb", "dsrl_qwen3.ipynb"):
+        assert "huggingface-cli" not in (NOTEBOOKS / name).read_text(), f"{name}: huggingface_hub now installs `hf`"
+    install = next(c for c in code_cells(NOTEBOOKS / "quickstart.ipynb") if "pip" in c)
+    namespace: dict = {}
+    exec(install.split("\nif importlib.util.find_spec")[0], namespace)  # the definitions, without installing
+    find = namespace["prerl_trl_checkout"]
+    assert find(NOTEBOOKS) == NOTEBOOKS.parent  # inside the checkout: that checkout
+    assert find(tmp_path) is None  # elsewhere: PyPI
+    markdown = [c.source for c in nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4).cells
+                if c.cell_type == "markdown"]
+    assert any("hf auth login" in m for m in markdown)
+    assert any("from the checkout" in m and "PyPI" in m for m in markdown)
