@@ -267,6 +267,68 @@ def test_eval_larger_n_reuses_cache_and_settings_guard(tiny_model, toy_file, tmp
     assert "other settings" in err and "temperature" in err
 
 
+def test_eval_of_a_model_changed_in_place_does_not_reuse_old_generations(tiny_model, toy_file, tmp_path,
+                                                                          monkeypatch, capsys):
+    """Evaluate runs/x, train it further in place, evaluate again with the same command: the old generations are not
+    scored as the new model's. The run stops in one line naming --overwrite, which regenerates."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = tmp_path / "runs" / "x"
+    shutil.copytree(tiny_model, model_dir)
+    args = _args(str(model_dir), toy_file, tmp_path / "ev", "--limit", "2", "--n", "2")
+    spy = GenerateSpy(monkeypatch)
+    assert evaluation.main(args) == 0
+    assert spy.sequences == 4
+    assert evaluation.main(args) == 0 and spy.sequences == 4  # unchanged model: everything comes from the cache
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.5 * torch.randn_like(param))
+    model.save_pretrained(model_dir)  # "trained further, in place"
+    capsys.readouterr()
+    assert evaluation.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(model_dir) in err and "changed" in err and "--overwrite" in err
+    assert spy.sequences == 4
+    assert evaluation.main([*args, "--overwrite"]) == 0
+    assert spy.sequences == 8  # generated again, from the new weights
+
+
+def test_a_cache_without_a_model_fingerprint_is_not_trusted(tiny_model, toy_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ev"
+    args = _args(tiny_model, toy_file, out, "--limit", "1", "--n", "1")
+    GenerateSpy(monkeypatch)
+    assert evaluation.main(args) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    del settings["model_fingerprint"]  # as written by prerl-trl 0.1.0
+    (out / "settings.json").write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert evaluation.main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
+def test_a_zero_byte_data_file_is_one_line(tiny_model, tmp_path, capsys, suffix):
+    empty = tmp_path / f"empty{suffix}"
+    empty.write_bytes(b"")
+    assert evaluation.main(_args(tiny_model, str(empty), tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(empty) in err and "empty (0 bytes)" in err
+
+
+@pytest.mark.parametrize("spelling", ["--problem-field", "--problem_field", "--problem-column"])
+def test_eval_takes_the_train_spelling_of_the_column_flags(tiny_model, tmp_path, monkeypatch, spelling):
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"q": "what is 2", "gold": "2"}) + "\n")
+    GenerateSpy(monkeypatch)
+    answer = spelling.replace("problem", "answer")
+    assert evaluation.main(_args(tiny_model, str(data), tmp_path / spelling, spelling, "q", answer, "gold",
+                                 "--n", "1")) == 0
+
+
 def test_eval_two_benchmarks_mean_row(tiny_model, toy_file, tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text(json.dumps([{"question": "what is 2", "answer": "2"}, {"question": "is 2", "answer": "3"}]))

@@ -271,7 +271,7 @@ def _rollout_pairs(args: argparse.Namespace, tokenizer: Any, output_dir: Path) -
         CACHE_FILE,
         GenerationCache,
         WorkItem,
-        _check_settings,
+        check_settings,
         load_benchmark,
         render_prompts,
         resolve_backend,
@@ -287,7 +287,7 @@ def _rollout_pairs(args: argparse.Namespace, tokenizer: Any, output_dir: Path) -
                 "max_tokens": args.max_tokens, "n": args.num_samples, "seed": args.seed, "backend": backend,
                 "system_prompt": args.system_prompt, "chat_template": not args.no_chat_template,
                 "thinking": args.thinking}
-    _check_settings(output_dir, settings, overwrite=False)
+    check_settings(output_dir, settings, overwrite=False)
     cache = GenerationCache(output_dir / CACHE_FILE)
     work = []
     for i in range(args.num_samples):
