@@ -310,6 +310,30 @@ def test_a_cache_without_a_model_fingerprint_is_not_trusted(tiny_model, toy_file
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_model_fingerprint_follows_config_and_weights_not_other_files(tmp_path):
+    import os
+
+    from prerl_trl.evaluation import model_fingerprint
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    (model / "model.safetensors").write_bytes(b"0123")
+    seen = {model_fingerprint(str(model))}
+    (model / "README.md").write_text("a card")  # not the model
+    assert model_fingerprint(str(model)) in seen and model_fingerprint(str(model) + "/") in seen
+    (model / "config.json").write_text('{"hidden_size": 16}')
+    seen.add(model_fingerprint(str(model)))
+    os.utime(model / "model.safetensors", ns=(1, 1))  # rewritten weights
+    seen.add(model_fingerprint(str(model)))
+    (model / "model.safetensors").write_bytes(b"01234")
+    seen.add(model_fingerprint(str(model)))
+    (model / "adapter_model.safetensors").write_bytes(b"lora")
+    seen.add(model_fingerprint(str(model)))
+    assert len(seen) == 5
+    assert model_fingerprint("Qwen/Qwen3-4B") != model_fingerprint("Qwen/Qwen3-8B")
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
 def test_a_zero_byte_data_file_is_one_line(tiny_model, tmp_path, capsys, suffix):
     empty = tmp_path / f"empty{suffix}"

@@ -287,7 +287,7 @@ def _rollout_pairs(args: argparse.Namespace, tokenizer: Any, output_dir: Path) -
                 "max_tokens": args.max_tokens, "n": args.num_samples, "seed": args.seed, "backend": backend,
                 "system_prompt": args.system_prompt, "chat_template": not args.no_chat_template,
                 "thinking": args.thinking}
-    check_settings(output_dir, settings, overwrite=False)
+    check_settings(output_dir, settings, overwrite=args.overwrite)
     cache = GenerationCache(output_dir / CACHE_FILE)
     work = []
     for i in range(args.num_samples):
@@ -342,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: bfloat16 on a GPU, float32 on the CPU")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute activations in the backward pass (long responses on large models)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard the rollouts cached in --output-dir (made with other settings or another model)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
