@@ -71,8 +71,6 @@ def load_benchmark(
         )
     except ValueError as err:
         raise EvaluationError(f"dataset {spec!r}: {err}") from err
-    if len(ds) == 0:
-        raise EvaluationError(f"dataset {spec!r} has no problems with a gold answer")
     return Benchmark(
         name=benchmark_name(spec),
         messages=[[dict(m) for m in prompt] for prompt in ds["prompt"]],
