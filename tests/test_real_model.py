@@ -52,38 +52,83 @@ def test_context_token_is_im_start(tokenizer):
     assert prompt.startswith("<|im_start|>system") and prompt.endswith("<|im_start|>assistant\n")
 
 
-def test_pretrain_space_score_of_a_chatml_rollout_equals_a_hand_computation(model_dir, model, tokenizer, tmp_path):
+def _hand_frame(tokenizer, conversation: list[dict], context: str) -> list[int]:
+    """The context before y, written out for this test: ChatML's `<|im_start|>`, or the conversation without its
+    question (system turn, or every earlier turn), an empty user turn and the assistant header."""
+    if context == "token":
+        return [tokenizer.convert_tokens_to_ids("<|im_start|>")]
+    kept = conversation[:1] if context == "chat_frame" else conversation[:-1]
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in kept)
+    text += "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.parametrize("context", ["token", "chat_frame", "chat_frame_history"])
+def test_pretrain_space_score_of_a_chatml_rollout_equals_a_hand_computation(model_dir, model, tokenizer, tmp_path,
+                                                                             context):
     from prerl_trl import PreRLConfig, PreRLTrainer
 
     data = splits(1, 1, 2)
-    prompt = tokenizer.apply_chat_template(messages(data["test"][0], data["shots"]), tokenize=False,
-                                           add_generation_prompt=True)
+    conversation = messages(data["test"][0], data["shots"])
     completion = data["test"][0].solution + "<|im_end|>"
-    x = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
     y = tokenizer(completion, add_special_tokens=False, return_tensors="pt")["input_ids"]
     # bf16=False: transformers turns bf16 autocast on by default where the CPU has it; the hand computation is fp32.
-    args = PreRLConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",
+    args = PreRLConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", prerl_context=context,
                        per_device_train_batch_size=2, num_generations=2, max_completion_length=8)
     trainer = PreRLTrainer(model=model, reward_funcs=lambda completions, **kw: [0.0] * len(completions), args=args,
                            train_dataset=_dataset(data), processing_class=tokenizer)
-    input_ids = torch.cat([x, y], dim=1)
-    with torch.no_grad(), trainer._marginal_scoring():
-        scored, _, _ = trainer._get_per_token_logps_and_entropies(
-            trainer.model, input_ids, torch.ones_like(input_ids), y.size(1), batch_size=1)
-    # By hand: one forward pass per prefix [<|im_start|>, y_1, ..., y_{t-1}], the log-softmax of y_t.
-    ctx = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    trainer.current_gradient_accumulation_steps = 1
+    batch = {"completion_ids": y, "completion_mask": torch.ones_like(y)}
+    trainer._add_context(batch, [conversation])
+    mask = batch["completion_mask"]
+    # Two of the trainer's paths: the old-policy / reference scoring, and the policy's, inside the loss.
+    old = trainer._marginal_logps(trainer.model, batch, mask, chunk_size=1)
+    loss_inputs = {**batch, "prompt_ids": y[:, :0], "prompt_mask": mask[:, :0], "advantages": torch.tensor([-1.0]),
+                   "prerl_advantages": torch.tensor([-1.0]), "prerl_loss_mask": mask, "prerl_num_items": mask.sum(),
+                   "prerl_active": torch.tensor([1.0])}
+    with torch.no_grad():
+        trainer._compute_loss(trainer.model, loss_inputs)
+    policy = trainer._last_marginal_logps
+    # By hand: one forward pass per prefix [context, y_1, ..., y_{t-1}], the log-softmax of y_t.
+    frame = _hand_frame(tokenizer, conversation, context)
     expected = []
     with torch.no_grad():
         for t in range(y.size(1)):
-            prefix = torch.tensor([[ctx, *y[0, :t].tolist()]])
+            prefix = torch.tensor([[*frame, *y[0, :t].tolist()]])
             logits = model(input_ids=prefix).logits[0, -1].double()
             expected.append((logits.log_softmax(-1)[y[0, t]]).item())
-    assert scored[0].tolist() == pytest.approx(expected, abs=2e-4)
-    # ...and it is not the conditional score: the prompt changes what the model expects.
+    assert batch["prerl_context_ids"][0].tolist() == frame
+    assert old[0].tolist() == pytest.approx(expected, abs=2e-4)
+    assert policy[0].tolist() == pytest.approx(expected, abs=2e-4)
+    # ...and it is not the conditional score: the question changes what the model expects.
+    x = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True)["input_ids"]
+    input_ids = torch.cat([x, y], dim=1)
     with torch.no_grad():
         conditional, _, _ = trainer._get_per_token_logps_and_entropies(
             trainer.model, input_ids, torch.ones_like(input_ids), y.size(1), batch_size=1)
-    assert abs(conditional.sum().item() - sum(expected)) > 1.0
+    assert abs(conditional.sum().item() - sum(expected)) > 0.5
+
+
+def test_a_frame_holding_the_question_is_refused(model_dir, tokenizer, tmp_path):
+    from prerl_trl import PreRLConfig, PreRLTrainer
+
+    data = splits(1, 1, 2)
+    conversation = messages(data["test"][0], data["shots"])
+    leaked = [{"role": "system", "content": f"Solve: {conversation[-1]['content']}"}, *conversation[1:]]
+    args = PreRLConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", prerl_context="chat_frame",
+                       per_device_train_batch_size=2, num_generations=2, max_completion_length=8)
+    trainer = PreRLTrainer(model=str(model_dir), reward_funcs=lambda completions, **kw: [0.0] * len(completions),
+                           args=args, train_dataset=_dataset(data), processing_class=tokenizer)
+    y = torch.tensor([[1, 2]])
+    with pytest.raises(ValueError, match="holds the question"):
+        trainer._add_context({"completion_ids": y, "completion_mask": torch.ones_like(y)}, [leaked])
+    # History frames keep the few-shot turns; a few-shot turn equal to the question leaks it too.
+    shots_leak = [*conversation[:-1], {"role": "user", "content": conversation[1]["content"]}]
+    args.prerl_context = "chat_frame_history"
+    trainer._pretrain_context = type(trainer._pretrain_context)("chat_frame_history", 0, trainer._render_frame)
+    with pytest.raises(ValueError, match="holds the question"):
+        trainer._add_context({"completion_ids": y, "completion_mask": torch.ones_like(y)}, [shots_leak])
 
 
 def _dataset(data):

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-# Keys of a batch whose columns are *not* aligned with the completion (left-padded prompt tensors).
-_PROMPT_PREFIX = "prompt"
+# Keys of a batch whose columns are *not* aligned with the completion (left-padded prompt and context tensors).
+_UNALIGNED_PREFIXES = ("prompt", "prerl_context")
 
 
 def kept_rows(loss_mask: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -49,7 +49,7 @@ def compact_batch(batch: dict[str, Any], rows: torch.Tensor, width: int) -> dict
 
     A tensor is per-row when its first dimension is the batch size (that of `batch["completion_ids"]`), and
     completion-aligned when it is at least 2-D with `T` columns (the completion length) and its key does not start
-    with "prompt" (prompt tensors are left-padded and keep all their columns). 0-dim tensors and other values are
+    with "prompt" or "prerl_context" (prompt and context tensors are left-padded and keep all their columns). 0-dim tensors and other values are
     passed through unchanged.
     """
     num_rows, length = batch["completion_ids"].shape
@@ -57,7 +57,7 @@ def compact_batch(batch: dict[str, Any], rows: torch.Tensor, width: int) -> dict
     for key, value in batch.items():
         if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.size(0) == num_rows:
             value = value.index_select(0, rows.to(value.device))
-            if value.dim() >= 2 and value.size(1) == length and not key.startswith(_PROMPT_PREFIX):
+            if value.dim() >= 2 and value.size(1) == length and not key.startswith(_UNALIGNED_PREFIXES):
                 value = value[:, :width]
         out[key] = value
     return out

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from .advantages import ADVANTAGE_ESTIMATORS
+from .pretrain_space import PRETRAIN_CONTEXTS
 
 SAMPLE_FILTERS = ("negative", "positive", "all")
 PRERL_SCALE_REWARDS = ("none", "group", "batch")
@@ -43,11 +44,20 @@ class PreRLConfig(GRPOConfig):
         prerl_sample_filter (`str`, defaults to `"negative"`):
             Which rollouts enter the pre-train-space loss: `"negative"` (A < 0, NSR-PreRL), `"positive"` (A > 0,
             PSR-PreRL) or `"all"`.
+        prerl_context (`str`, defaults to `"token"`):
+            What the response is scored after in pre-train space: `"token"` (one token, `prerl_context_token`; the
+            paper's), `"chat_frame"` (the prompt's system turn(s), an empty user turn and the generation prompt,
+            rendered by the chat template) or `"chat_frame_history"` (every turn before the question, then an empty
+            user turn and the generation prompt). The frames need conversational prompts and never hold the question.
         prerl_context_token (`str` or `None`, defaults to `None`):
-            The single token the response is scored after. `None` picks the BOS token, else `<|im_start|>` when the
-            vocabulary has it, else the EOS token.
+            The single token the response is scored after when `prerl_context="token"`. `None` picks the BOS token,
+            else `<|im_start|>` when the vocabulary has it, else the EOS token.
         prerl_loss_coef (`float`, defaults to `0.01`):
             Multiplies the pre-train-space loss.
+        prerl_learning_rate_scale (`float`, defaults to `1.0`):
+            Multiplies the learning rate of the optimizer steps taken in pre-train space (DSRL: the NSR-PreRL
+            warm-up), on top of the scheduler's; the GRPO steps keep the scheduler's rate. Under Adam the loss scale
+            (`prerl_loss_coef`) mostly cancels, so this is what sets how far those steps move the weights.
         prerl_scale_rewards (`str`, defaults to `"none"`):
             Std normalisation of pre-train-space advantages: `"none"`, `"group"` or `"batch"`.
         rl_loss_coef (`float`, defaults to `0.0`):
@@ -75,16 +85,33 @@ class PreRLConfig(GRPOConfig):
             "token denominator."
         },
     )
+    prerl_context: str = field(
+        default="token",
+        metadata={
+            "help": "What the response is scored after in pre-train space: 'token' (one token, prerl_context_token; "
+            "the paper's), 'chat_frame' (the prompt's system turn(s), an empty user turn and the generation prompt, "
+            "rendered by the chat template) or 'chat_frame_history' (every turn before the question, then an empty "
+            "user turn and the generation prompt). The frames need conversational prompts and never hold the question."
+        },
+    )
     prerl_context_token: str | None = field(
         default=None,
         metadata={
-            "help": "Token placed before the response when it is scored in pre-train space. None: the BOS token, "
+            "help": "The single token the response is scored after when prerl_context='token'. None: the BOS token, "
             "else '<|im_start|>' when the vocabulary has it, else the EOS token."
         },
     )
     prerl_loss_coef: float = field(
         default=0.01,
         metadata={"help": "Coefficient of the pre-train-space loss (0.01 in the paper's reference code)."},
+    )
+    prerl_learning_rate_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Multiplies the learning rate of the optimizer steps taken in pre-train space (DSRL: the NSR-PreRL "
+            "warm-up), on top of the scheduler's; the GRPO steps keep the scheduler's rate. Under Adam the loss scale "
+            "(prerl_loss_coef) mostly cancels, so this is what sets how far those steps move the weights."
+        },
     )
     prerl_scale_rewards: str = field(
         default="none",
@@ -141,6 +168,22 @@ class PreRLConfig(GRPOConfig):
         _check_choice("prerl_sample_filter", self.prerl_sample_filter, SAMPLE_FILTERS)
         _check_choice("rl_sample_filter", self.rl_sample_filter, SAMPLE_FILTERS)
         _check_choice("prerl_scale_rewards", self.prerl_scale_rewards, PRERL_SCALE_REWARDS)
+        _check_choice("prerl_context", self.prerl_context, PRETRAIN_CONTEXTS)
+        if self.prerl_context != "token" and self.prerl_context_token is not None:
+            raise ValueError(
+                f"prerl_context_token={self.prerl_context_token!r} is only used with prerl_context='token', not "
+                f"{self.prerl_context!r}: drop one of the two."
+            )
+        scale = self.prerl_learning_rate_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+            raise ValueError(
+                f"prerl_learning_rate_scale={scale!r} must be a finite number >= 0 (1.0 keeps learning_rate)."
+            )
+        if scale != 1.0 and self.rl_loss_coef > 0:
+            raise ValueError(
+                f"prerl_learning_rate_scale={scale!r} with rl_loss_coef={self.rl_loss_coef!r}: a joint-mode step "
+                "updates both losses at once, so there is no pre-train-space step to scale. Leave the scale at 1.0."
+            )
         if self.prerl_loss_coef < 0:
             raise ValueError(f"prerl_loss_coef={self.prerl_loss_coef} must be >= 0 (the paper uses 0.01).")
         if self.rl_loss_coef < 0:

@@ -6,11 +6,13 @@ What changes against GRPO, and where:
   for a batch in the pre-train phase, we add the pre-train-space advantages (r - group mean), the sample-filter mask
   and, when TRL needs them, the old-policy and reference log-probs scored in pre-train space. The batch carries its
   phase (`prerl_active`), so a batch is never scored in both spaces.
-- `_get_per_token_logps_and_entropies`: while `_score_marginal` is on, every log-prob is taken on
-  `[context token] + completion` (prompt and chat template removed, positions restarting at 0).
-- `_compute_loss`: TRL's loss runs on a *view* of the batch: pre-train-space advantages, the filtered loss mask (as
-  TRL's `tool_mask`, so excluded rollouts leave the numerator and the token denominator) and the kept-token count as
-  `num_items_in_batch`. Joint mode adds TRL's conditional loss on the unmodified batch.
+- The batch also carries each row's pre-train-space context (`prerl_context_ids` / `prerl_context_mask`: the single
+  context token, or the chat frame without the question, `args.prerl_context`), and every pre-train-space log-prob
+  is taken on `[context] + completion` (positions restarting at 0), built by `pretrain_space.build_marginal_inputs`.
+- `_compute_loss`: TRL's loss runs on a *view* of the batch: the context in place of the prompt, pre-train-space
+  advantages, the filtered loss mask (as TRL's `tool_mask`, so excluded rollouts leave the numerator and the token
+  denominator) and the kept-token count as `num_items_in_batch`. Joint mode adds TRL's conditional loss on the
+  unmodified batch. A step in pre-train space runs at `prerl_learning_rate_scale` x the scheduler's learning rate.
 
 vLLM's importance-sampling correction keeps comparing vLLM's sampling log-probs with the trainer's *conditional*
 log-probs (TRL computes them during generation, before we score anything in pre-train space), so the correction stays
@@ -36,7 +38,7 @@ from ..advantages import combine_rewards, estimate_advantages, sample_filter_mas
 from ..compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 from ..config import PreRLConfig
 from ..guards import NonFiniteGuard
-from ..pretrain_space import build_marginal_inputs, resolve_context_token_id
+from ..pretrain_space import PretrainContext, build_marginal_inputs, resolve_context_token_id
 from ..vllm_server import check_vllm_server
 from .card import PRERL_CITATION, ModelCardMixin
 from .hooks import checked_reward, override_attrs, quiet_checkpointing_deprecations
@@ -99,6 +101,10 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
                 "dataset."
             )
         self._context_token_id = resolve_context_token_id(self._tokenizer, args.prerl_context_token)
+        self._pretrain_context = PretrainContext(args.prerl_context, self._context_token_id, self._render_frame)
+        if args.prerl_context != "token" and len(columns) and "prompt" in columns and len(self.train_dataset):
+            self._pretrain_context.ids(self.train_dataset[0]["prompt"])  # plain-text prompts fail here, not mid-run
+        self._applied_learning_rate: float | None = None
         self._score_marginal = False
         self._skip_conditional_pass = False
         self._last_marginal_logps: torch.Tensor | None = None
@@ -145,6 +151,15 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
 
     # ----------------------------------------------------------------------------------------------------------------
     # Scoring in pre-train space
+    def _render_frame(self, messages: list[dict], tokenize: bool) -> Any:
+        """The chat template applied to `messages` with the generation prompt, as TRL renders its prompts: token ids
+        when `tokenize`, else the text."""
+        rendered = self.processing_class.apply_chat_template(
+            conversation=messages, tools=self.tools or None, chat_template=self.chat_template,
+            add_generation_prompt=True, tokenize=tokenize, return_dict=tokenize, **self.chat_template_kwargs,
+        )
+        return rendered["input_ids"] if tokenize else rendered
+
     @contextmanager
     def _marginal_scoring(self) -> Iterator[None]:
         with override_attrs(self, _score_marginal=True):
@@ -158,37 +173,40 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
             )
+        # `input_ids` is already `[context] + completion` (the loss's view, or `_marginal_logps`).
         multimodal = [k for k, v in kwargs.items() if k not in ("batch_size", "compute_entropy", "compute_aux_loss")]
         if any(kwargs[k] is not None for k in multimodal):
             raise ValueError("Pre-train-space scoring got multimodal inputs; PreRL supports text-only models.")
         kwargs = {k: v for k, v in kwargs.items() if k not in multimodal}
-        marginal_ids, marginal_mask = build_marginal_inputs(
-            input_ids[:, -logits_to_keep:], attention_mask[:, -logits_to_keep:], self._context_token_id
-        )
         logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(
-            model, marginal_ids, marginal_mask, logits_to_keep, *args, **kwargs
+            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
         )
         self._last_marginal_logps = logps.detach()
         return logps, entropies, aux_loss
 
     @torch.no_grad()
-    def _marginal_logps(self, model, completion_ids, completion_mask, loss_mask, chunk_size) -> torch.Tensor:
-        """Per-token log P(y) of the rows of `loss_mask` that enter the loss, zeros elsewhere (no gradient).
+    def _marginal_logps(self, model, output: dict[str, Any], loss_mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        """Per-token log P(y | context) of the rows of `loss_mask` that enter the loss, zeros elsewhere (no gradient).
 
         Only the kept rows are forwarded, trimmed to their last loss token, in chunks of `chunk_size` rows. With several
         processes every process runs the same number of forward passes (an idle one scores a 1-token dummy), so that
         the parameter gathers of ZeRO-3 / FSDP line up.
         """
+        completion_ids = output["completion_ids"]
         rows, width = kept_rows(loss_mask)
         num_rows = rows.numel()
         num_chunks = self._most_over_processes(-(-num_rows // chunk_size))
         padded = pad_rows(rows, max(num_rows, 1))  # one row to stand in for the dummy pass when none is kept
-        ids, mask = completion_ids[padded, :width], completion_mask[padded, :width]
+        ids, mask = build_marginal_inputs(
+            completion_ids[padded, :width], output["completion_mask"][padded, :width],
+            output["prerl_context_ids"][padded], output["prerl_context_mask"][padded],
+        )
+        context = ids.size(1) - width
         pieces = []
         with self._marginal_scoring(), disable_gradient_checkpointing(model, self.args.gradient_checkpointing_kwargs):
             for start, end in even_chunks(num_rows, num_chunks) if num_chunks else []:
                 if start == end:  # nothing of ours left to score: a dummy pass keeps the collectives in step
-                    self._get_per_token_logps_and_entropies(model, ids[:1, :1], mask[:1, :1], 1)
+                    self._get_per_token_logps_and_entropies(model, ids[:1, : context + 1], mask[:1, : context + 1], 1)
                     continue
                 logps, _, _ = self._get_per_token_logps_and_entropies(model, ids[start:end], mask[start:end], width)
                 pieces.append(logps.float())
@@ -203,13 +221,13 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         device = self.accelerator.device
         return int(self.accelerator.gather(torch.tensor([value], device=device)).max().item())
 
-    def _marginal_ref_logps(self, completion_ids, completion_mask, loss_mask, chunk_size) -> torch.Tensor:
+    def _marginal_ref_logps(self, output: dict[str, Any], loss_mask: torch.Tensor, chunk_size: int) -> torch.Tensor:
         if self.ref_model is not None:
-            return self._marginal_logps(self.ref_model, completion_ids, completion_mask, loss_mask, chunk_size)
+            return self._marginal_logps(self.ref_model, output, loss_mask, chunk_size)
         # PEFT: the reference is the adapter-disabled model (or the "ref" adapter), as in GRPOTrainer.
         unwrapped = self.accelerator.unwrap_model(self.model)
         with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-            return self._marginal_logps(self.model, completion_ids, completion_mask, loss_mask, chunk_size)
+            return self._marginal_logps(self.model, output, loss_mask, chunk_size)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Generation batch
@@ -232,6 +250,7 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         rewards = combine_rewards(self._last_rewards_per_func, self.reward_weights)
         rows = self._local_rows(output["completion_ids"].size(0))
         if pretrain:
+            self._add_context(output, [x["prompt"] for x in inputs])
             self._add_pretrain_space_fields(output, mode, rewards, num_generations, rows, no_reward)
         if not pretrain or self.args.rl_loss_coef > 0:
             self._apply_conditional_options(output, mode, rewards, num_generations, rows, pretrain,
@@ -273,11 +292,17 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         output["prerl_no_reward"] = torch.full((batch,), float(no_reward and pretrain), device=device)
         return no_reward
 
+    def _add_context(self, output: dict[str, Any], prompts: list[Any]) -> None:
+        """Each row's pre-train-space context (`prerl_context_ids`, left-padded, and `prerl_context_mask`)."""
+        device = output["completion_ids"].device
+        pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._context_token_id
+        output["prerl_context_ids"], output["prerl_context_mask"] = self._pretrain_context.batch(prompts, pad, device)
+
     def _add_pretrain_space_fields(self, output: dict[str, Any], mode: str, rewards: torch.Tensor,
                                    num_generations: int, rows: slice, no_reward: bool) -> None:
         """Pre-train-space advantages (r - group mean), the sample-filter loss mask and its token count, and the
         old-policy and reference log-probs scored in pre-train space when the loss needs them."""
-        completion_ids, completion_mask = output["completion_ids"], output["completion_mask"]
+        completion_mask = output["completion_mask"]
         loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
         advantages = estimate_advantages(
             rewards, num_generations, self.args.prerl_advantage_estimator, self.args.prerl_scale_rewards,
@@ -296,13 +321,9 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         # The ratio needs old log-probs only when the policy moves between generation and loss (TRL's rule).
         generate_every = self.args.steps_per_generation * self.num_iterations
         if mode == "train" and self.args.gradient_accumulation_steps % generate_every != 0:
-            output["prerl_old_per_token_logps"] = self._marginal_logps(
-                self.model, completion_ids, completion_mask, prerl_mask, chunk
-            )
+            output["prerl_old_per_token_logps"] = self._marginal_logps(self.model, output, prerl_mask, chunk)
         if self.beta != 0.0 and self.args.prerl_kl_space == "pretrain":
-            output["prerl_ref_per_token_logps"] = self._marginal_ref_logps(
-                completion_ids, completion_mask, prerl_mask, chunk
-            )
+            output["prerl_ref_per_token_logps"] = self._marginal_ref_logps(output, prerl_mask, chunk)
 
     def _apply_conditional_options(self, output: dict[str, Any], mode: str, rewards: torch.Tensor,
                                    num_generations: int, rows: slice, pretrain: bool, skip_no_reward: bool) -> None:
@@ -371,18 +392,18 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
     def _pretrain_view(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The batch as TRL's loss should see it in pre-train space: pre-train-space advantages, old and reference
         log-probs, the filtered loss mask (as TRL's `tool_mask`) and kept-token count; only the rows in the loss,
-        trimmed to their last kept token, and no prompt (the loss scores the completion after the context token)."""
-        view = {k: v for k, v in inputs.items() if k not in ("old_per_token_logps", "ref_per_token_logps")}
+        trimmed to their last kept token, and the pre-train-space context in place of the prompt (TRL's loss scores
+        `[context] + completion`, as `build_marginal_inputs` assembles it)."""
+        dropped = ("old_per_token_logps", "ref_per_token_logps", "prerl_context_ids", "prerl_context_mask")
+        view = {k: v for k, v in inputs.items() if k not in dropped}
+        view["prompt_ids"], view["prompt_mask"] = inputs["prerl_context_ids"], inputs["prerl_context_mask"]
         view["advantages"] = inputs["prerl_advantages"]
         view["tool_mask"] = inputs["prerl_loss_mask"]
         view["num_items_in_batch"] = inputs["prerl_num_items"]
         for key in ("old_per_token_logps", "ref_per_token_logps"):
             if f"prerl_{key}" in inputs:
                 view[key] = inputs[f"prerl_{key}"]
-        view = self._compact(view)
-        view["prompt_ids"] = view["prompt_ids"][:, :0]
-        view["prompt_mask"] = view["prompt_mask"][:, :0]
-        return view
+        return self._compact(view)
 
     def _compact(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Only the rows with a loss token, trimmed after the last one. With a token-mean loss whose denominator was
@@ -445,9 +466,28 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         self._metrics[mode]["prerl/active"].append(float(pretrain))
         if mode == "train":
             self._last_pretrain = pretrain
+            self._apply_phase_learning_rate(pretrain)
         if mode == "train" and "prerl_no_reward" in inputs:
             self._window_without_reward &= bool(inputs["prerl_no_reward"][0].item())
         return loss
+
+    def _apply_phase_learning_rate(self, pretrain: bool) -> None:
+        """Before this micro-batch's optimizer step: `prerl_learning_rate_scale` x the scheduler's rate in pre-train
+        space, the scheduler's own rate otherwise. Set on every micro-batch (the scheduler resets the rates after each
+        step, and DeepSpeed steps inside the backward pass), so it holds across resume and the DSRL switch."""
+        scale = self.args.prerl_learning_rate_scale
+        if scale == 1.0 or self.optimizer is None or self.lr_scheduler is None:
+            return
+        factor = scale if pretrain else 1.0
+        for group, rate in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr(), strict=True):
+            group["lr"] = rate * factor
+        self._applied_learning_rate = self.optimizer.param_groups[0]["lr"]
+
+    def _get_learning_rate(self) -> float:
+        """The logged `learning_rate`: with `prerl_learning_rate_scale` != 1, the rate the last step applied."""
+        if self._applied_learning_rate is not None:
+            return self._applied_learning_rate
+        return super()._get_learning_rate()
 
     def _backward_early(self, loss: torch.Tensor) -> torch.Tensor:
         """Joint mode: backpropagate the pre-train-space loss now, before the conditional forward, so that the two
