@@ -124,6 +124,29 @@ def test_context_token_choices(model, tokenizer):
     assert res["logp_marginal"] == pytest.approx(reference(model, [SPECIALS.index("<|endoftext|>")], y)[0], rel=1e-9)
 
 
+@pytest.mark.parametrize("context", ["chat_frame", "chat_frame_history"])
+def test_chat_frame_context_matches_independent_autograd(model, tokenizer, context):
+    conversation = [{"role": "system", "content": "please"}, {"role": "user", "content": "what is 2"},
+                    {"role": "assistant", "content": "\\boxed{2}"}, {"role": "user", "content": "what is 2 + 2"}]
+    prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    completion = "so the answer is \\boxed{2}"
+    res = gradient_alignment(model, tokenizer, [prompt], [completion], context=context,
+                             conversations=[conversation])[0]
+    # The frame written out by hand in the tiny template's words: the question is gone, an empty user turn is left.
+    kept = "<|im_start|>system please<|im_end|> "
+    if context == "chat_frame_history":
+        kept += "<|im_start|>user what is 2<|im_end|> <|im_start|>assistant \\boxed{2}<|im_end|> "
+    frame = ids_of(kept + "<|im_start|>user <|im_end|> <|im_start|>assistant")
+    y = ids_of(completion)
+    lp_m, g_m = reference(model, frame, y)
+    lp_c, g_c = reference(model, ids_of(prompt), y)
+    assert res["num_context_tokens"] == len(frame)
+    assert res["logp_marginal"] == pytest.approx(lp_m, rel=1e-9)
+    assert res["inner_product"] == pytest.approx(float(g_m @ g_c), rel=1e-8)
+    with pytest.raises(ValueError, match="one conversation"):
+        gradient_alignment(model, tokenizer, [prompt], [completion], context=context)
+
+
 def test_only_trainable_parameters(model, tokenizer):
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("lm_head") or "layers.1." in name)
@@ -221,6 +244,28 @@ def test_cli_pairs_file_and_resume(saved_model, tokenizer, tmp_path, capsys, mon
     assert diagnostics.main([*args, "--num-samples", "2"]) == 0
     assert calls == [0, 0]
     assert json.loads((out / "summary.json").read_text())["num_pairs"] == 2
+
+
+def test_cli_chat_frame_context_from_the_pairs_messages(saved_model, tmp_path, capsys):
+    conversation = [{"role": "system", "content": "please"}, {"role": "user", "content": "what is 2 + 2"}]
+    row = {"prompt": "<|im_start|>user what is 2 + 2<|im_end|> <|im_start|>assistant", "completion": "so \\boxed{2}"}
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({**row, "messages": conversation}) + "\n")
+    out = tmp_path / "out"
+    args = ["--model", saved_model, "--pairs", str(pairs), "--output-dir", str(out), "--no-progress"]
+    assert diagnostics.main([*args, "--context", "chat_frame"]) == 0
+    result = _lines(out / "alignment.jsonl")[0]
+    assert result["num_context_tokens"] == len(ids_of("<|im_start|>system please<|im_end|> <|im_start|>user <|im_end|> "
+                                                      "<|im_start|>assistant"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["context"], summary["context_token"]) == ("chat_frame", None)
+    # The token context is recorded as the token used, not as the command line's default None.
+    assert diagnostics.main([*args, "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["context_token"] == "<|im_start|>"
+    pairs.write_text(json.dumps(row) + "\n")
+    capsys.readouterr()
+    assert diagnostics.main([*args, "--output-dir", str(tmp_path / "other"), "--context", "chat_frame_history"]) == 2
+    assert "needs a 'messages' field" in capsys.readouterr().err
 
 
 def test_cli_generates_rollouts(saved_model, tmp_path):

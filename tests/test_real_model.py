@@ -112,6 +112,7 @@ def test_pretrain_space_score_of_a_chatml_rollout_equals_a_hand_computation(mode
 
 def test_a_frame_holding_the_question_is_refused(model_dir, tokenizer, tmp_path):
     from prerl_trl import PreRLConfig, PreRLTrainer
+    from prerl_trl.pretrain_space import PretrainContext, chat_template_renderer
 
     data = splits(1, 1, 2)
     conversation = messages(data["test"][0], data["shots"])
@@ -126,7 +127,7 @@ def test_a_frame_holding_the_question_is_refused(model_dir, tokenizer, tmp_path)
     # History frames keep the few-shot turns; a few-shot turn equal to the question leaks it too.
     shots_leak = [*conversation[:-1], {"role": "user", "content": conversation[1]["content"]}]
     args.prerl_context = "chat_frame_history"
-    trainer._pretrain_context = type(trainer._pretrain_context)("chat_frame_history", 0, trainer._render_frame)
+    trainer._pretrain_context = PretrainContext("chat_frame_history", 0, chat_template_renderer(tokenizer))
     with pytest.raises(ValueError, match="holds the question"):
         trainer._add_context({"completion_ids": y, "completion_mask": torch.ones_like(y)}, [shots_leak])
 

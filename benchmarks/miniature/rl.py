@@ -68,7 +68,10 @@ class RLSettings:
     eval_draw: str = "per-step"
 
 
-def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: bool) -> GRPOConfig:
+def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: bool, extra: dict | None = None
+            ) -> GRPOConfig:
+    """The method's config; `extra` holds PreRLConfig / DSRLConfig fields for every method but GRPO."""
+    extra = extra or {}
     common = dict(
         output_dir=output_dir,
         per_device_train_batch_size=s.prompts_per_step * s.num_generations,
@@ -97,15 +100,15 @@ def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: boo
     if method == "grpo":
         return GRPOConfig(**common)
     if method == "dsrl":
-        return DSRLConfig(**common, dsrl_switch_step=s.dsrl_switch_step)
+        return DSRLConfig(**common, dsrl_switch_step=s.dsrl_switch_step, **extra)
     variant = _DSRL_VARIANT.fullmatch(method)
     if variant:
         switch = int(variant["switch"]) if variant["switch"] else s.dsrl_switch_step
-        return DSRLConfig(**common, dsrl_switch_step=switch, dsrl_reset_optimizer=bool(variant["reset"]))
+        return DSRLConfig(**common, dsrl_switch_step=switch, dsrl_reset_optimizer=bool(variant["reset"]), **extra)
     prerl_filter = {"prerl_all": "all", "psr_prerl": "positive", "nsr_prerl": "negative"}
     if method not in prerl_filter:
         raise ValueError(f"method={method!r} is not known; use one of {', '.join(METHODS)}")
-    return PreRLConfig(**common, prerl_sample_filter=prerl_filter[method])
+    return PreRLConfig(**common, prerl_sample_filter=prerl_filter[method], **extra)
 
 
 class HeldOutEval(TrainerCallback):
@@ -154,21 +157,25 @@ class OptimizerProbe(TrainerCallback):
 
 
 def rl_dataset(problems: list[Problem], seed: int) -> Dataset:
+    """The RL prompts in a seeded order: a problem's `messages` (a conversation, which TRL renders with the chat
+    template) when it has them, else its prompt text."""
     rows = list(problems)
     random.Random(seed).shuffle(rows)
-    return Dataset.from_dict({"prompt": [p.prompt for p in rows], "answer": [p.answer for p in rows]})
+    prompts = [list(p.messages) if getattr(p, "messages", None) else p.prompt for p in rows]
+    return Dataset.from_dict({"prompt": prompts, "answer": [p.answer for p in rows]})
 
 
 def run(method: str, base_dir: str, train: list[Problem], held_out: list[Problem], s: RLSettings, seed: int,
-        output_dir: str, use_cpu: bool) -> dict:
-    """Train one method from the base and return its held-out curve and per-step training logs."""
+        output_dir: str, use_cpu: bool, extra: dict | None = None) -> dict:
+    """Train one method from the base and return its held-out curve and per-step training logs. `extra`: config
+    fields of the package's trainers (e.g. `prerl_context`), for every method but GRPO."""
     trainer_class = GRPOTrainer if method == "grpo" else DSRLTrainer if method.startswith("dsrl") else PreRLTrainer
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     evaluator, probe = HeldOutEval(tokenizer, held_out, s, seed), OptimizerProbe()
     trainer = trainer_class(
         model=base_dir,
         reward_funcs=exact_match_reward,
-        args=_config(method, s, seed, output_dir, use_cpu),
+        args=_config(method, s, seed, output_dir, use_cpu, extra),
         train_dataset=rl_dataset(train, seed),
         processing_class=tokenizer,
         callbacks=[evaluator, probe],

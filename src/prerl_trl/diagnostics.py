@@ -7,7 +7,10 @@ computes it pair by pair over all trainable parameters.
 
 Scoring follows training:
 - conditional: prompt tokens + completion tokens, only completion tokens scored;
-- pre-train space: [context token] + completion tokens, position ids restarting at 0, every completion token scored.
+- pre-train space: [context] + completion tokens, position ids restarting at 0, every completion token scored, the
+  input built by `pretrain_space.build_marginal_inputs` as in training. The context is the single context token, or
+  (`context="chat_frame"` / `"chat_frame_history"`, with the conversations the prompts were rendered from) the chat
+  frame without the question, as `PreRLConfig.prerl_context` makes it.
 Prompt and completion are tokenised separately without special tokens.
 """
 
@@ -23,7 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .pretrain_space import resolve_context_token_id
+from .pretrain_space import (
+    PretrainContext,
+    build_marginal_inputs,
+    chat_template_renderer,
+    resolve_context_token_id,
+)
 
 PAIRS_FILE = "alignment.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -44,13 +52,13 @@ def _accepts_logits_to_keep(model: Any) -> bool:
         return False
 
 
-def _logp_and_grads(model: Any, params: list, token_ids: list[int], num_scored: int, logits_to_keep: bool):
-    """Summed log-prob of the last `num_scored` tokens of `token_ids` (positions 0..L-1) and its gradient w.r.t.
+def _logp_and_grads(model: Any, params: list, ids: Any, num_scored: int, logits_to_keep: bool):
+    """Summed log-prob of the last `num_scored` tokens of `ids` (`(1, L)`, positions 0..L-1) and its gradient w.r.t.
     `params` (None entries for unused parameters). Nothing of the graph survives the call."""
     import torch
 
     device = params[0].device
-    ids = torch.tensor([token_ids], dtype=torch.long, device=device)
+    ids = ids.to(device)
     kwargs: dict[str, Any] = {
         "input_ids": ids,
         "attention_mask": torch.ones_like(ids),
@@ -99,6 +107,8 @@ def gradient_alignment(
     completions: Sequence[str],
     context_token: str | None = None,
     *,
+    context: str = "token",
+    conversations: Sequence[list[dict]] | None = None,
     progress: bool = False,
     on_result: Any = None,
     gradient_checkpointing: bool = False,
@@ -110,7 +120,11 @@ def gradient_alignment(
         tokenizer: its tokenizer. Prompts and completions are plain strings, tokenised separately with
             `add_special_tokens=False` (a chat-templated prompt keeps its special tokens, which are part of its text).
         prompts, completions: the pairs (x, y).
-        context_token: the token before the completion in pre-train space; None: BOS, else `<|im_start|>`, else EOS.
+        context_token: the token before the completion in pre-train space (`context="token"`); None: BOS, else
+            `<|im_start|>`, else EOS.
+        context: `"token"`, `"chat_frame"` or `"chat_frame_history"`, as `PreRLConfig.prerl_context`.
+        conversations: with a chat frame, the message lists the prompts were rendered from (one per pair); the frame
+            is rendered by the tokenizer's chat template.
         progress: show a tqdm bar.
         on_result: optional callable `(index, result_dict)` called after each pair (for incremental writing).
         gradient_checkpointing: recompute activations in the backward pass (non-reentrant checkpointing), for long
@@ -136,7 +150,10 @@ def gradient_alignment(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters (requires_grad=False everywhere)")
-    ctx_id = context_token_id(tokenizer, context_token)
+    if context != "token" and (conversations is None or len(conversations) != len(prompts)):
+        raise ValueError(f"context={context!r} needs one conversation (list of messages) per pair")
+    pretrain_context = PretrainContext(context, context_token_id(tokenizer, context_token),
+                                       chat_template_renderer(tokenizer) if context != "token" else None)
     keep = _accepts_logits_to_keep(model)
     was_training = model.training
     was_checkpointing = _checkpointing(model)
@@ -159,8 +176,11 @@ def gradient_alignment(
                     raise ValueError(f"pair {i}: the completion is empty after tokenisation")
                 if not x:
                     raise ValueError(f"pair {i}: the prompt is empty after tokenisation")
-                logp_m, grads_m = _logp_and_grads(model, params, [ctx_id] + y, len(y), keep)
-                logp_c, grads_c = _logp_and_grads(model, params, x + y, len(y), keep)
+                y_ids = torch.tensor([y], dtype=torch.long)
+                ctx = pretrain_context.ids(conversations[i] if conversations is not None else prompt)
+                marginal, _ = build_marginal_inputs(y_ids, torch.ones_like(y_ids), torch.tensor([ctx]))
+                logp_m, grads_m = _logp_and_grads(model, params, marginal, len(y), keep)
+                logp_c, grads_c = _logp_and_grads(model, params, torch.tensor([x + y]), len(y), keep)
                 dot = torch.zeros((), dtype=torch.float64, device=params[0].device)
                 sq_m, sq_c = dot.clone(), dot.clone()
                 for j in range(len(params)):
@@ -185,6 +205,7 @@ def gradient_alignment(
                     "grad_norm_conditional": norm_c,
                     "grad_norm_marginal": norm_m,
                     "num_prompt_tokens": len(x),
+                    "num_context_tokens": len(ctx),
                     "num_completion_tokens": len(y),
                 }
                 results.append(result)
@@ -233,8 +254,8 @@ def format_summary(summary: dict[str, float]) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _pair_hash(prompt: str, completion: str, context_token: str | None) -> str:
-    text = json.dumps([prompt, completion, context_token])
+def _pair_hash(prompt: str, completion: str, context: Any) -> str:
+    text = json.dumps([prompt, completion, context])
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -265,8 +286,30 @@ def read_pairs(path: str | os.PathLike, limit: int | None = None) -> list[tuple[
     return pairs
 
 
-def _rollout_pairs(args: argparse.Namespace, tokenizer: Any, output_dir: Path) -> tuple[list[tuple[str, str]], Any]:
-    """One rollout per problem (cycling through the problems until --num-samples), cached in output_dir."""
+def read_conversations(path: str | os.PathLike, limit: int | None = None) -> list[list[dict]]:
+    """The `messages` field (the conversation the prompt was rendered from) of each line of a pairs file: what a chat
+    frame is built from."""
+    conversations = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            messages = json.loads(line).get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise ValueError(
+                    f"{path}:{lineno}: a chat-frame context needs a 'messages' field (the conversation the prompt was "
+                    "rendered from, a list of {role, content}) on each line; or use --context token"
+                )
+            conversations.append(messages)
+            if limit is not None and len(conversations) >= limit:
+                break
+    return conversations
+
+
+def _rollout_pairs(args: argparse.Namespace, tokenizer: Any, output_dir: Path
+                   ) -> tuple[list[tuple[str, str]], list[list[dict]], Any]:
+    """One rollout per problem (cycling through the problems until --num-samples), cached in output_dir; the pairs,
+    the conversation each prompt was rendered from, and the model when it was loaded to generate."""
     from .evaluation import (
         CACHE_FILE,
         GenerationCache,
@@ -301,11 +344,12 @@ def _rollout_pairs(args: argparse.Namespace, tokenizer: Any, output_dir: Path) -
     for w in work:
         rec = cache.get(w.key)
         pairs.append((rec["prompt"], rec["completion"]))
-    return pairs, hf_model
+    return pairs, [bench.messages[w.key[1]] for w in work], hf_model
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .evaluation import DEFAULT_MAX_TOKENS, SYSTEM_PROMPT, _positive_int
+    from .pretrain_space import PRETRAIN_CONTEXTS
 
     p = argparse.ArgumentParser(
         prog="prerl-trl grad-align",
@@ -318,8 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--pairs", help="JSONL with 'prompt' and 'completion' fields (e.g. eval's generations.jsonl)")
     p.add_argument("--num-samples", type=_positive_int, default=400, help="number of pairs (default 400)")
     p.add_argument("--output-dir", required=True)
+    p.add_argument("--context", choices=PRETRAIN_CONTEXTS, default="token",
+                   help="what y is scored after in pre-train space, as prerl_context in training: 'token' (default, "
+                   "the paper's), 'chat_frame' or 'chat_frame_history' (with --pairs: each line needs 'messages')")
     p.add_argument("--context-token", default=None,
-                   help="pre-train-space context token; default BOS, else <|im_start|>, else EOS")
+                   help="pre-train-space context token (--context token); default BOS, else <|im_start|>, else EOS")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS)
@@ -363,13 +410,18 @@ def _run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     try:
         tokenizer = load_tokenizer(args.model)
-        context_token_id(tokenizer, args.context_token)  # fail before any generation
+        if args.context != "token" and args.context_token is not None:
+            raise ValueError(f"--context-token is only used with --context token, not {args.context!r}")
+        if args.context != "token" and args.no_chat_template:
+            raise ValueError(f"--context {args.context} is built from the chat template: drop --no-chat-template")
+        context_id = context_token_id(tokenizer, args.context_token)  # fail before any generation
         output_dir.mkdir(parents=True, exist_ok=True)
         hf_model = None
         if args.pairs:
             pairs = read_pairs(args.pairs, limit=args.num_samples)
+            conversations = read_conversations(args.pairs, limit=args.num_samples) if args.context != "token" else None
         else:
-            pairs, hf_model = _rollout_pairs(args, tokenizer, output_dir)
+            pairs, conversations, hf_model = _rollout_pairs(args, tokenizer, output_dir)
     except (EvaluationError, ValueError, OSError) as err:
         print(f"prerl-trl grad-align: error: {err}", file=sys.stderr)
         return 2
@@ -387,7 +439,8 @@ def _run(args: argparse.Namespace) -> int:
                     done[int(row["pair"])] = row
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue
-    hashes = [_pair_hash(p, c, args.context_token) for p, c in pairs]
+    context_key = args.context_token if args.context == "token" else args.context
+    hashes = [_pair_hash(p, c, context_key) for p, c in pairs]
     todo = [i for i, h in enumerate(hashes) if done.get(i, {}).get("pair_hash") != h]
 
     with open(out_path, "a", encoding="utf-8") as f:
@@ -401,13 +454,16 @@ def _run(args: argparse.Namespace) -> int:
 
         try:
             gradient_alignment(hf_model, tokenizer, [pairs[i][0] for i in todo], [pairs[i][1] for i in todo],
-                               context_token=args.context_token, progress=not args.no_progress, on_result=write,
+                               context_token=args.context_token, context=args.context,
+                               conversations=None if args.context == "token" else [conversations[i] for i in todo],
+                               progress=not args.no_progress, on_result=write,
                                gradient_checkpointing=args.gradient_checkpointing)
         except ValueError as err:
             print(f"prerl-trl grad-align: error: {err}", file=sys.stderr)
             return 2
     summary = summarize_alignment([done[i] for i in range(len(pairs))])
-    summary["context_token"] = args.context_token
+    summary["context"] = args.context
+    summary["context_token"] = tokenizer.convert_ids_to_tokens(context_id) if args.context == "token" else None
     summary["model"] = str(args.model)
     with open(output_dir / SUMMARY_FILE, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)

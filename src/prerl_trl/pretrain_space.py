@@ -155,6 +155,20 @@ def check_frame_without_question(frame_text: str, prompt: Sequence[dict]) -> Non
         )
 
 
+def chat_template_renderer(tokenizer: Any, **template_kwargs: Any) -> Callable[[list[dict], bool], Any]:
+    """`render(messages, tokenize)` for `PretrainContext`: the tokenizer's chat template with the generation prompt
+    (token ids when `tokenize`, else the text); `template_kwargs` go to `apply_chat_template` (e.g. `tools`,
+    `chat_template`, `enable_thinking`)."""
+
+    def render(messages: list[dict], tokenize: bool) -> Any:
+        rendered = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=tokenize, return_dict=tokenize, **template_kwargs
+        )
+        return rendered["input_ids"] if tokenize else rendered
+
+    return render
+
+
 class PretrainContext:
     """The context ids before y in pre-train space, per prompt: one token, or the prompt's chat frame.
 

@@ -38,7 +38,12 @@ from ..advantages import combine_rewards, estimate_advantages, sample_filter_mas
 from ..compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 from ..config import PreRLConfig
 from ..guards import NonFiniteGuard
-from ..pretrain_space import PretrainContext, build_marginal_inputs, resolve_context_token_id
+from ..pretrain_space import (
+    PretrainContext,
+    build_marginal_inputs,
+    chat_template_renderer,
+    resolve_context_token_id,
+)
 from ..vllm_server import check_vllm_server
 from .card import PRERL_CITATION, ModelCardMixin
 from .hooks import checked_reward, override_attrs, quiet_checkpointing_deprecations
@@ -101,7 +106,10 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
                 "dataset."
             )
         self._context_token_id = resolve_context_token_id(self._tokenizer, args.prerl_context_token)
-        self._pretrain_context = PretrainContext(args.prerl_context, self._context_token_id, self._render_frame)
+        # Frames are rendered as TRL renders the prompts: same template, tools and template arguments.
+        render = chat_template_renderer(self.processing_class, tools=self.tools or None,
+                                        chat_template=self.chat_template, **self.chat_template_kwargs)
+        self._pretrain_context = PretrainContext(args.prerl_context, self._context_token_id, render)
         if args.prerl_context != "token" and len(columns) and "prompt" in columns and len(self.train_dataset):
             self._pretrain_context.ids(self.train_dataset[0]["prompt"])  # plain-text prompts fail here, not mid-run
         self._applied_learning_rate: float | None = None
@@ -151,15 +159,6 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
 
     # ----------------------------------------------------------------------------------------------------------------
     # Scoring in pre-train space
-    def _render_frame(self, messages: list[dict], tokenize: bool) -> Any:
-        """The chat template applied to `messages` with the generation prompt, as TRL renders its prompts: token ids
-        when `tokenize`, else the text."""
-        rendered = self.processing_class.apply_chat_template(
-            conversation=messages, tools=self.tools or None, chat_template=self.chat_template,
-            add_generation_prompt=True, tokenize=tokenize, return_dict=tokenize, **self.chat_template_kwargs,
-        )
-        return rendered["input_ids"] if tokenize else rendered
-
     @contextmanager
     def _marginal_scoring(self) -> Iterator[None]:
         with override_attrs(self, _score_marginal=True):
