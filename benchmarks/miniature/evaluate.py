@@ -56,6 +56,7 @@ def evaluate(model, tokenizer, problems: list[Problem], k: int, max_new_tokens: 
         "transition": behaviors["transition"],
         "reflection": behaviors["reflection"],
         "example": flat[0],
+        "correct": correct,  # per problem, out of k: for bootstraps over problems
     }
 
 

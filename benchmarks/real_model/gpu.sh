@@ -10,6 +10,7 @@
 #
 #   bash benchmarks/real_model/gpu.sh                  # receive what is carried; run once every part is there
 #   bash benchmarks/real_model/gpu.sh --seeds 1 2      # options for `python -m benchmarks.real_model.run compare`
+#   PRESET=gpu COMPARE_TIMEOUT=500 bash benchmarks/real_model/gpu.sh   # another preset; a time limit for compare
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python="${PYTHON:-python3}"
@@ -28,9 +29,13 @@ if ! "$python" -c "import trl, datasets, gguf" 2>/dev/null; then
   echo "[real-model] every part is here, but trl, datasets or gguf is missing: carry .whl in the next call"
   exit 0
 fi
-if [ -n "${OUT:-}" ]; then out="$OUT/real-model-gpu"; else out=benchmarks/real_model/results/gpu; fi
+if [ -n "${OUT:-}" ]; then out="$OUT/real-model-gpu"; else out=benchmarks/real_model/results/${PRESET:-gpu-v2}; fi
+preset="${PRESET:-gpu-v2}"
 start=$(date +%s)
-PRERL_REAL_MODEL_CACHE="$cache" "$python" -m benchmarks.real_model.run align --preset gpu --output-dir "$out"
-PRERL_REAL_MODEL_CACHE="$cache" "$python" -m benchmarks.real_model.run compare --preset gpu --output-dir "$out" \
-  --cache-dir "$cache/runs" "$@"
-echo "[real-model] gpu preset: $(( $(date +%s) - start )) s (conversion, alignment and comparison)"
+export PRERL_REAL_MODEL_CACHE="$cache"
+# align measures every pre-train-space context on the same rollouts and picks one by the preset's rule; compare runs
+# GRPO and DSRL (with that context) for every seed at once, one process each, and writes results.json after each run.
+"$python" -m benchmarks.real_model.run align --preset "$preset" --output-dir "$out"
+timeout "${COMPARE_TIMEOUT:-900}" "$python" -m benchmarks.real_model.run compare --preset "$preset" \
+  --output-dir "$out" --cache-dir "$cache/runs" "$@" || echo "[real-model] compare stopped (exit $?): results.json keeps the finished runs"
+echo "[real-model] $preset preset: $(( $(date +%s) - start )) s (conversion, alignment and comparison)"

@@ -83,7 +83,7 @@ PRESETS = {
     # GRPO@(t-2), equal numbers of GRPO updates, are both measured), 8 seeds, and GRPO alone at 3x and 10x the
     # learning rate as the edge check of the rule: the rate must sit below the rate at which GRPO stops improving.
     "gpu-v2": Preset("gpu-v2", num_shots=3, num_train=4000, num_test=64, seeds=(1, 2, 3, 4, 5, 6, 7, 8),
-                     device="cuda", context="auto", edge_rates=(3e-5, 1e-4), jobs=16,
+                     device="cuda", context="auto", edge_rates=(3e-5, 1e-4), jobs=18,
                      rl=RLSettings(steps=32, prompts_per_step=16, num_generations=8, learning_rate=1e-5,
                                    max_completion_length=32, dsrl_switch_step=2, eval_every=2, eval_k=16,
                                    eval_draw="fixed")),
@@ -219,13 +219,15 @@ def compare(preset: Preset, out_dir: Path, model_dir: Path, cache_dir: Path, thr
 
     todo = _pending(preset, runs)
     running: list[tuple[subprocess.Popen, tuple[str, str], Path]] = []
-    (out_dir / "runs").mkdir(exist_ok=True)
+    run_files = cache_dir / "runs" / preset.name  # one JSON per run; results.json gathers them
+    run_files.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads or 1)}
     while todo or running:
         while todo and len(running) < max(1, preset.jobs):
             method, seed, rate = todo.pop(0)
             key = _run_key(method, seed, rate, preset)
-            output = out_dir / "runs" / f"{key[0]}-{seed}.json"
+            output = run_files / f"{key[0]}-{seed}.json"
+            output.unlink(missing_ok=True)
             print(f"[real-model] start {key[0]}, seed {seed} (context {context})", flush=True)
             command = [sys.executable, "-m", "benchmarks.real_model.run", "worker", "--preset", preset.name,
                        "--model-dir", str(model_dir), "--method", method, "--seed", str(seed), "--rate", repr(rate),
