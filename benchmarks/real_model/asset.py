@@ -92,6 +92,9 @@ def smollm2_path(cache_dir: Path | None = None) -> Path:
         model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name,
                                                      quantization_config=config)
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        # Some transformers versions read no pad token from the GGUF file (seen on the GPU machine, transformers
+        # 5.17); batched sampling needs one. <|im_end|>, the EOS, is what other versions read.
+        tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
         staged = Path(tmp) / MODEL_NAME
         model.save_pretrained(staged)
         tokenizer.save_pretrained(staged)
