@@ -52,6 +52,8 @@ TRAINERS = {
     "nsr_prerl": (PreRLTrainer, PreRLConfig, {}),
     "joint": (PreRLTrainer, PreRLConfig, {"rl_loss_coef": 1.0}),
     "dsrl_after_switch": (DSRLTrainer, DSRLConfig, {"dsrl_switch_step": 0}),
+    # NSR-PreRL scored after a multi-token context (prerl_context="chat_frame"): a frame of --frame-length tokens
+    "nsr_prerl_frame": (PreRLTrainer, PreRLConfig, {}),
 }
 
 
@@ -105,7 +107,7 @@ def random_generate(length: int):
     return generate
 
 
-def make_batch(trainer, cli, prompt_ids: torch.Tensor) -> dict:
+def make_batch(trainer, cli, prompt_ids: torch.Tensor, frame: bool = False) -> dict:
     trainer.model.train()
     torch.manual_seed(0)
     if not cli.generate:  # what the loss costs does not depend on what the completions say
@@ -118,6 +120,11 @@ def make_batch(trainer, cli, prompt_ids: torch.Tensor) -> dict:
     batch["prompt_ids"] = prompt_ids.to(batch["completion_ids"].device)
     batch["prompt_mask"] = torch.ones_like(batch["prompt_ids"])
     assert batch["completion_mask"].sum(1).min() == cli.completion_length, "completions must have the forced length"
+    if frame:  # the cost of a frame depends on its length, not its words: random tokens, shared by every row
+        generator = torch.Generator().manual_seed(3)
+        context = torch.randint(10, 300, (1, cli.frame_length), generator=generator).expand(cli.rollouts, -1)
+        batch["prerl_context_ids"] = context.to(batch["completion_ids"].device).contiguous()
+        batch["prerl_context_mask"] = torch.ones_like(batch["prerl_context_ids"])
     return batch
 
 
@@ -152,6 +159,8 @@ def main() -> int:
     parser.add_argument("--negative-fraction", type=float, default=0.5)
     parser.add_argument("--generate", action="store_true",
                         help="Sample the completions from the model (default: random tokens, same cost for the loss).")
+    parser.add_argument("--frame-length", type=int, default=148,
+                        help="Context tokens of nsr_prerl_frame (148: SmolLM2's frame with three worked examples).")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="Comma-separated subset of " + ",".join(TRAINERS))
@@ -182,7 +191,7 @@ def main() -> int:
         reward = positional_reward(cli.negative_fraction, cli.rollouts)
         trainer = trainer_cls(model_dir, reward_funcs=reward, args=args, train_dataset=dataset)
         trainer.current_gradient_accumulation_steps = 1
-        trainers[name], batches[name] = trainer, make_batch(trainer, cli, prompt_ids)
+        trainers[name], batches[name] = trainer, make_batch(trainer, cli, prompt_ids, frame=name.endswith("_frame"))
 
     times = {name: [] for name in names}
     cpu_times = {name: [] for name in names}
