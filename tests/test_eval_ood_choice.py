@@ -219,3 +219,28 @@ def test_eval_gpqa_end_to_end_and_scores_from_the_cache(tmp_path, capsys, monkey
         assert bench["avg_at_n"] == pytest.approx(correct / (4 * 3))
         assert [p["correct"] for p in bench["problems"]] == [1 + (i % 2) for i in range(4)]
     assert "| gpqa_diamond_sample | 4 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "fixture", "split", "expected_call"),
+    [
+        ("gpqa_diamond", GPQA, None, ("Idavidrein/gpqa", "gpqa_diamond", "train")),
+        ("gpqa_diamond", GPQA, "test", ("Idavidrein/gpqa", "gpqa_diamond", "train")),  # --split is math's
+        ("mmlu_pro", MMLU_PRO, None, ("TIGER-Lab/MMLU-Pro", None, "test")),
+        ("mmlu_pro", MMLU_PRO, "validation", ("TIGER-Lab/MMLU-Pro", None, "validation")),
+    ],
+)
+def test_hub_names_load_the_hub_dataset(monkeypatch, name, fixture, split, expected_call):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(repo, config=None, split=None, **kwargs):
+        calls.append((repo, config, split))
+        return datasets.Dataset.from_list(_rows(fixture))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    bench = load_benchmark(name, split=split)
+    assert calls == [expected_call]
+    local = load_benchmark(str(fixture))
+    assert bench.name == name and (bench.messages, bench.answers) == (local.messages, local.answers)

@@ -29,13 +29,18 @@ LL_NET_BIND_TCP, LL_NET_CONNECT_TCP = 1 << 0, 1 << 1
 LL_SCOPE_ABSTRACT_UNIX_SOCKET, LL_SCOPE_SIGNAL = 1 << 0, 1 << 1
 
 
-def set_limits(limits: dict[str, int]) -> None:
+def set_limits(limits: dict[str, int]) -> list[str]:
+    """Set the resource limits; returns the names of those the system refused (macOS refuses RLIMIT_AS)."""
     memory, cpu, output = limits["memory_bytes"], limits["cpu_seconds"], limits["output_bytes"]
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (output, output))  # stdout/stderr files and anything it writes
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    refused = []
+    for name, value in (("AS", (memory, memory)), ("CPU", (cpu, cpu + 1)),
+                        ("FSIZE", (output, output)),  # stdout/stderr files and anything it writes
+                        ("CORE", (0, 0)), ("NOFILE", (64, 64))):
+        try:
+            resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), value)
+        except (ValueError, OSError):
+            refused.append(name)
+    return refused
 
 
 NOBODY = 65534
@@ -81,6 +86,8 @@ def forbid_new_processes() -> None:
 def isolate_namespaces(libc: ctypes.CDLL, result_fd: int) -> str:
     """A new user + network namespace (no network at all) and a new PID namespace whose init runs the program: when
     this process dies, the kernel kills every process left in it. Returns what was set up."""
+    if not sys.platform.startswith("linux"):
+        return "none"
     if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID) != 0:
         if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
             return "none"
@@ -98,7 +105,7 @@ def landlock(libc: ctypes.CDLL, workdir: str) -> str:
     """Allow writes only beneath `workdir` (and to /dev/null); with ABI >= 4 no TCP bind/connect, with ABI >= 6 no
     signals to processes outside the sandbox. Returns what was set up ("" when Landlock is unavailable)."""
     numbers = SYS_LANDLOCK.get(os.uname().machine)
-    if numbers is None:
+    if numbers is None or not sys.platform.startswith("linux"):
         return ""
     create, add_rule, restrict = numbers
     abi = libc.syscall(create, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
@@ -186,7 +193,7 @@ def main() -> None:
         program = f.read()
     workdir = os.getcwd()
     libc = ctypes.CDLL(None, use_errno=True)
-    set_limits(limits)
+    refused = set_limits(limits)
     user = drop_root(workdir)
     namespaces = isolate_namespaces(libc, result_fd) if limits.get("namespaces", True) else "off"
     forbid_new_processes()
@@ -194,7 +201,8 @@ def main() -> None:
     python_guards(workdir, guard_writes=not fs)
     del libc
     result = os.fdopen(result_fd, "w", encoding="utf-8")
-    result.write(f"sandbox: user={user} namespaces={namespaces} filesystem={fs or 'python-guard'}\n")
+    refused_text = f" refused-limits={','.join(refused)}" if refused else ""
+    result.write(f"sandbox: user={user} namespaces={namespaces} filesystem={fs or 'python-guard'}{refused_text}\n")
     result.flush()
     try:
         code = compile(program, "<completion>", "exec")

@@ -98,7 +98,9 @@ def _hub_rows(name: str, split: str | None) -> list[dict[str, Any]]:
 
     repo, config, default_split = HUB_SOURCES[name]
     try:
-        ds = datasets.load_dataset(repo, config, split=split or default_split)
+        # --split is the math benchmarks' unless it names one of MMLU-Pro's two splits
+        chosen = split if name == "mmlu_pro" and split in ("test", "validation") else default_split
+        ds = datasets.load_dataset(repo, config, split=chosen)
     except Exception as err:  # noqa: BLE001 - gated, offline, missing: all end in the same advice
         text = " ".join(str(err).split()) or type(err).__name__
         gated = name == "gpqa_diamond" or "gated" in text.lower()

@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prerl-trl eval: error: {err}", file=sys.stderr)
         return 2
     print(markdown_table(results))
+    for name, bench in results["benchmarks"].items():
+        if "execution" in bench:
+            outcomes = ", ".join(f"{k} {v}" for k, v in sorted(bench["execution"]["outcomes"].items()))
+            print(f"\n{name}: tests run in the sandbox ({'; '.join(bench['execution']['isolation'])}): {outcomes}")
     print(f"\nwrote {Path(args.output_dir) / RESULTS_FILE}")
     return 0
 
