@@ -98,7 +98,10 @@ def isolate_namespaces(libc: ctypes.CDLL, result_fd: int) -> str:
         return "user+net+pid"
     os.close(result_fd)  # only the namespace's init reports
     _, status = os.waitpid(pid, 0)
-    os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 1)
+    if os.WIFSIGNALED(status):  # end the same way, so that the caller sees the signal (CPU or file size limit)
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
 def landlock(libc: ctypes.CDLL, workdir: str) -> str:
@@ -127,7 +130,7 @@ def landlock(libc: ctypes.CDLL, workdir: str) -> str:
     if ruleset < 0:
         return ""
     try:
-        for path, rights in ((workdir, write), ("/dev/null", 1 << 1)):
+        for path, rights in ((workdir, write), ("/dev/null", (1 << 1) | (LL_TRUNCATE if abi >= 3 else 0))):
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             rule = PathBeneath(rights, fd)
             ok = libc.syscall(add_rule, ruleset, 1, ctypes.byref(rule), ctypes.c_uint32(0)) == 0
