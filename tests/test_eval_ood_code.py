@@ -205,7 +205,9 @@ def test_eval_humaneval_end_to_end_then_scores_from_the_cache(problems, tmp_path
     assert [p["correct"] for p in bench["problems"]] == [1, 0, 1]
     assert bench["avg_at_n"] == pytest.approx(2 / 6) and bench["pass_at_k"]["2"] == pytest.approx(2 / 3)
     assert bench["execution"]["outcomes"]["passed"] == 2
-    assert "| humaneval | 3 | 33.33% |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| humaneval | 3 | 33.33% |" in printed
+    assert "humaneval: tests run in the sandbox (" in printed and "passed 2" in printed
 
 
 def test_without_a_chat_template_the_prompt_is_humaneval_s_own(problems, tmp_path):
