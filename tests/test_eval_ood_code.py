@@ -236,3 +236,14 @@ def test_a_local_humaneval_file(problems, tmp_path):
     path.write_text("".join(json.dumps(problems[t]) + "\n" for t in SAMPLE[:2]))
     bench = evaluation.load_benchmark(str(path))
     assert bench.kind == "code" and bench.name == "he_small" and bench.answers == SAMPLE[:2]
+
+
+def test_extract_code_picks_the_block_that_defines_the_function():
+    from prerl_trl.evaluation import extract_code
+
+    answer = ("First a sketch:\n```python\ndef f(x):\n    return 0\n```\nThen a test:\n```python\nassert f(1) == 2\n```\n"
+              "Final:\n```py\ndef f(x):\n    return x + 1\n```\nand a note\n```text\nnot code\n```")
+    assert extract_code(answer, "f") == "def f(x):\n    return x + 1\n"  # the last block that defines f
+    assert extract_code("```\n    return x + 1\n```", "f") == "    return x + 1\n"  # no definition: the body
+    assert extract_code("    return x + 1", "f") is None  # no fence: a continuation
+    assert extract_code("```python\ndef f(x):\n    return x", "f") == "def f(x):\n    return x"  # an unclosed fence
