@@ -1,4 +1,5 @@
-"""Benchmark evaluation: avg@n and unbiased pass@k on math benchmarks (`prerl-trl eval`).
+"""Benchmark evaluation: avg@n and unbiased pass@k on math benchmarks, and outside math on HumanEval, GPQA-Diamond and
+MMLU-Pro (`prerl-trl eval`).
 
 The default protocol is the paper's (arXiv 2604.14142, its evaluation setup): n = 32 samples per problem at
 temperature 1.0 and top_p 1.0, the system prompt "Please reason step by step, and put your final answer within
@@ -9,7 +10,8 @@ Generation uses vLLM's offline engine when vLLM is installed and a GPU is presen
 batches. Every finished batch is appended to `generations.jsonl` in the output directory and flushed, so a re-run
 with the same settings and the same model resumes where the last one stopped and regenerates nothing it already has.
 
-One concern per module: `defaults` (protocol and file names), `metrics`, `benchmarks` (loading, prompts), `cache`
+One concern per module: `defaults` (protocol and file names), `metrics`, `benchmarks` (loading, prompts), `choice`
+(GPQA / MMLU-Pro rows, prompt, letter extraction), `humaneval` (problems, programs), `sandbox` (running them), `cache`
 (the generation cache and when it is valid), `backends` (generation, model loading), `report` (scores, summaries,
 table, plot), `runner` (`evaluate`) and `cli`. Every name below stays importable from `prerl_trl.evaluation`.
 """
@@ -25,8 +27,9 @@ from .backends import (
     run_generation,
     vllm_available,
 )
-from .benchmarks import Benchmark, benchmark_name, load_benchmark, render_prompts
+from .benchmarks import OOD_BENCHMARKS, Benchmark, benchmark_name, load_benchmark, render_prompts
 from .cache import GenerationCache, Key, WorkItem, check_settings, model_fingerprint, prompt_hash
+from .choice import choice_prompt, extract_choice, gpqa_row, mmlu_pro_row, shuffle_order
 from .cli import _positive_int, build_parser, main
 from .defaults import (
     CACHE_FILE,
@@ -42,15 +45,18 @@ from .defaults import (
     VERIFIERS,
     EvaluationError,
 )
+from .humaneval import build_program, extract_code, load_problems
 from .metrics import avg_at_n, avg_at_n_ci, mean_pass_at_k, paired_difference_ci, pass_at_k, pass_at_k_ks
 from .report import (
     markdown_table,
     mean_over_benchmarks,
     plot_pass_at_k,
+    score_benchmark,
     score_completions,
     summarize_benchmark,
 )
 from .runner import evaluate, library_progress_bars
+from .sandbox import RunResult, SandboxLimits, run_many, run_python
 
 __all__ = [
     "CACHE_FILE",
@@ -60,6 +66,7 @@ __all__ = [
     "DEFAULT_TEMPERATURE",
     "DEFAULT_TOP_P",
     "LOCAL_SUFFIXES",
+    "OOD_BENCHMARKS",
     "PLOT_FILE",
     "RESULTS_FILE",
     "SETTINGS_FILE",
@@ -69,25 +76,34 @@ __all__ = [
     "EvaluationError",
     "GenerationCache",
     "Key",
+    "RunResult",
+    "SandboxLimits",
     "WorkItem",
     "_positive_int",
     "avg_at_n",
     "avg_at_n_ci",
     "benchmark_name",
     "build_parser",
+    "build_program",
+    "choice_prompt",
     "check_model_source",
     "check_settings",
     "evaluate",
+    "extract_choice",
+    "extract_code",
     "generate_transformers",
     "generate_vllm",
+    "gpqa_row",
     "library_progress_bars",
     "load_benchmark",
     "load_hf_model",
+    "load_problems",
     "load_tokenizer",
     "main",
     "markdown_table",
     "mean_over_benchmarks",
     "mean_pass_at_k",
+    "mmlu_pro_row",
     "model_fingerprint",
     "paired_difference_ci",
     "pass_at_k",
@@ -97,7 +113,11 @@ __all__ = [
     "render_prompts",
     "resolve_backend",
     "run_generation",
+    "run_many",
+    "run_python",
+    "score_benchmark",
     "score_completions",
+    "shuffle_order",
     "summarize_benchmark",
     "vllm_available",
 ]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..data import SYSTEM_PROMPT
-from .benchmarks import _known_datasets
+from .benchmarks import OOD_BENCHMARKS, _known_datasets
 from .defaults import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_N,
@@ -35,13 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     known = _known_datasets()
     p = argparse.ArgumentParser(
         prog="prerl-trl eval",
-        description="avg@n and pass@k of a model on math benchmarks, with the paper's protocol by default "
-        "(n=32, temperature 1.0, top_p 1.0, its system prompt and the chat template).",
+        description="avg@n and pass@k of a model on math benchmarks, HumanEval, GPQA-Diamond and MMLU-Pro, with the "
+        "paper's protocol by default (n=32, temperature 1.0, top_p 1.0, its system prompt and the chat template).",
     )
     p.add_argument("--model", required=True, help="model directory or Hub id")
-    p.add_argument("--dataset", action="append", required=True, metavar="NAME_OR_FILE",
-                   help="a known benchmark (" + ", ".join(known) + "), a local .json/.jsonl/.parquet file with "
-                   "'problem' (or 'question') and 'answer' columns, or a hub id; repeatable")
+    p.add_argument("--dataset", "--benchmark", dest="dataset", action="append", required=True, metavar="NAME_OR_FILE",
+                   help="a known math benchmark (" + ", ".join(known) + "), " + ", ".join(OOD_BENCHMARKS) + " (outside "
+                   "math), a local .json/.jsonl/.parquet file with 'problem' (or 'question') and 'answer' columns or "
+                   "in the HumanEval / GPQA / MMLU-Pro Hub format, or a hub id; repeatable")
     p.add_argument("--output-dir", required=True, help="where results.json, pass_at_k.png and the cache go")
     p.add_argument("--n", type=_positive_int, default=DEFAULT_N, help="samples per problem (default 32)")
     p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="default 1.0; 0 is greedy")
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verifier", choices=VERIFIERS, default="math_accuracy",
                    help="answer check: math_accuracy (math-verify, default) or math_string_match (the "
                    "Hendrycks-MATH string match of the paper's runs)")
+    p.add_argument("--code-timeout", type=float, default=5.0,
+                   help="humaneval: wall-clock seconds per completion's test run (default 5)")
+    p.add_argument("--code-memory-mb", type=_positive_int, default=1024,
+                   help="humaneval: memory limit of a test run in MiB (default 1024)")
+    p.add_argument("--code-workers", type=_positive_int, default=None,
+                   help="humaneval: test runs at a time (default: one per usable CPU)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -85,12 +92,17 @@ def main(argv: list[str] | None = None) -> int:
             thinking=args.thinking, split=args.split, limit=args.limit, problem_column=args.problem_column,
             answer_column=args.answer_column, dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size,
             gpu_memory_utilization=args.gpu_memory_utilization, overwrite=args.overwrite, plot=not args.no_plot,
-            progress=not args.no_progress, verifier=args.verifier,
+            progress=not args.no_progress, verifier=args.verifier, code_timeout=args.code_timeout,
+            code_memory_mb=args.code_memory_mb, code_workers=args.code_workers,
         )
     except (EvaluationError, OSError) as err:
         print(f"prerl-trl eval: error: {err}", file=sys.stderr)
         return 2
     print(markdown_table(results))
+    for name, bench in results["benchmarks"].items():
+        if "execution" in bench:
+            outcomes = ", ".join(f"{k} {v}" for k, v in sorted(bench["execution"]["outcomes"].items()))
+            print(f"\n{name}: tests run in the sandbox ({'; '.join(bench['execution']['isolation'])}): {outcomes}")
     print(f"\nwrote {Path(args.output_dir) / RESULTS_FILE}")
     return 0
 

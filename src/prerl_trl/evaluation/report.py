@@ -26,22 +26,56 @@ def score_completions(completions: list[str], answer: str, verifier: str = "math
     return [None if s is None else bool(s > 0.5) for s in scores]
 
 
+def score_benchmark(
+    bench: Any, samples: Sequence[Sequence[dict[str, Any]]], verifier: str = "math_accuracy", *,
+    code_limits: Any = None, workers: int | None = None, progress: bool = True,
+) -> tuple[list[list[bool | None]], dict[str, Any]]:
+    """Score the cached samples of a `Benchmark` by its kind: math (the verifier), choice (the boxed letter) or code
+    (the tests, run in the sandbox). Returns the scores per problem and, for code, an execution summary (outcomes
+    by kind, the isolation the sandbox set up, the limits)."""
+    completions = [[r["completion"] for r in recs] for recs in samples]
+    if bench.kind == "choice":
+        from .choice import score_choices
+
+        return [list(score_choices(cs, answer, p["letters"]))
+                for cs, answer, p in zip(completions, bench.answers, bench.problems, strict=True)], {}
+    if bench.kind == "code":
+        from dataclasses import asdict
+
+        from .humaneval import score_programs
+        from .sandbox import SandboxLimits
+
+        limits = code_limits or SandboxLimits()
+        runs = score_programs(bench.problems, completions, limits, workers=workers, progress=progress)
+        outcomes: dict[str, int] = {}
+        for result in (r for rs in runs for r in rs):
+            kind = "passed" if result.passed else ("timed out" if result.outcome.startswith("timed out") else
+                                                   result.outcome.split(":")[1].strip() or "failed")
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+        isolation = sorted({r.isolation for rs in runs for r in rs})
+        return [[r.passed for r in rs] for rs in runs], {"execution": {"outcomes": outcomes, "isolation": isolation,
+                                                                        "limits": asdict(limits)}}
+    return [score_completions(cs, answer, verifier) for cs, answer in zip(completions, bench.answers, strict=True)], {}
+
+
 def summarize_benchmark(
     name: str, answers: Sequence[str], samples: Sequence[Sequence[dict[str, Any]]], n: int,
-    verifier: str = "math_accuracy",
+    verifier: str = "math_accuracy", scores: Sequence[Sequence[bool | None]] | None = None,
 ) -> dict[str, Any]:
-    """Score the n samples of each problem and compute avg@n, pass@k, mean length and behaviour counts."""
+    """Score the n samples of each problem (or take their `scores`) and compute avg@n, pass@k, mean length and
+    behaviour counts."""
     problems, counts, lengths, truncated = [], [], [], 0
     behaviors = dict.fromkeys(BEHAVIORS, 0)
     unparsable = 0
     for index, (answer, recs) in enumerate(zip(answers, samples, strict=True)):
-        scores = score_completions([r["completion"] for r in recs], answer, verifier)
-        if any(s is None for s in scores):
+        scores_here = (list(scores[index]) if scores is not None
+                       else score_completions([r["completion"] for r in recs], answer, verifier))
+        if any(s is None for s in scores_here):
             unparsable += 1
-        correct = sum(1 for s in scores if s)
+        correct = sum(1 for s in scores_here if s)
         counts.append(correct)
         problems.append({"index": index, "answer": answer, "correct": correct, "n": len(recs),
-                         "gold_unparsable": any(s is None for s in scores)})
+                         "gold_unparsable": any(s is None for s in scores_here)})
         for r in recs:
             lengths.append(int(r["num_tokens"]))
             truncated += r.get("finish_reason") == "length"

@@ -25,7 +25,8 @@ from .defaults import (
     EvaluationError,
 )
 from .metrics import _check_int
-from .report import mean_over_benchmarks, plot_pass_at_k, summarize_benchmark
+from .report import mean_over_benchmarks, plot_pass_at_k, score_benchmark, summarize_benchmark
+from .sandbox import SandboxLimits
 
 
 @contextlib.contextmanager
@@ -95,10 +96,16 @@ def evaluate(
     plot: bool = True,
     progress: bool = True,
     verifier: str = "math_accuracy",
+    code_timeout: float = 5.0,
+    code_memory_mb: int = 1024,
+    code_workers: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` on `datasets` (names from `prerl_trl.data` or local files) and write results.json,
-    pass_at_k.png and the generation cache to `output_dir`. Returns the results dict.
+    """Evaluate `model` on `datasets` (math names from `prerl_trl.data`, `humaneval`, `gpqa_diamond`, `mmlu_pro`, or
+    local files) and write results.json, pass_at_k.png and the generation cache to `output_dir`. Returns the results
+    dict.
 
+    HumanEval completions run in the sandbox (`prerl_trl.evaluation.sandbox`) with `code_timeout` wall seconds and
+    `code_memory_mb` of memory each, `code_workers` at a time (default: one per usable CPU).
     Accuracies in the returned dict are fractions in [0, 1]."""
     n = _check_int("n", n)
     if n < 1:
@@ -111,6 +118,12 @@ def evaluate(
         raise EvaluationError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
     if not datasets:
         raise EvaluationError("pass at least one --dataset")
+    try:
+        code_limits = SandboxLimits(timeout=code_timeout, memory_mb=code_memory_mb)
+    except ValueError as err:
+        raise EvaluationError(str(err)) from None
+    if code_workers is not None and code_workers < 1:
+        raise EvaluationError(f"--code-workers must be >= 1, got {code_workers}")
     check_model_source(model)
     backend = resolve_backend(backend)
     benchmarks = [
@@ -153,7 +166,10 @@ def evaluate(
     results: dict[str, Any] = {"settings": settings, "benchmarks": {}}
     for bench in benchmarks:
         samples = [[cache.get((bench.name, i, s)) for s in range(n)] for i in range(len(bench))]
-        results["benchmarks"][bench.name] = summarize_benchmark(bench.name, bench.answers, samples, n, verifier)
+        scores, extra = score_benchmark(bench, samples, verifier, code_limits=code_limits, workers=code_workers,
+                                        progress=progress)
+        summary = summarize_benchmark(bench.name, bench.answers, samples, n, verifier, scores=scores)
+        results["benchmarks"][bench.name] = {"kind": bench.kind, **summary, **extra}
     results["mean"] = mean_over_benchmarks(results["benchmarks"])
     _write_json(output_dir / RESULTS_FILE, results)
     if plot:
