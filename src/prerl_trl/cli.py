@@ -212,24 +212,35 @@ def GuardedGRPOTrainer() -> type:  # noqa: N802 (a class factory, so that trl is
 
 def train(argv: list[str]) -> int:
     """`prerl-trl train --config recipe.yaml [--field value ...]`."""
-    from trl import get_peft_config, get_quantization_config
-
     from . import resume as runs
     from .config import check_learning_rate
-    from .data import SYSTEM_PROMPT, load_math_dataset
-    from .evaluation import check_model_source
-    from .trainer import DSRLTrainer, PreRLTrainer, quiet_checkpointing_deprecations
-    from .vllm_server import check_vllm_server
 
     script_args, training_args, model_args = parse_train_args(argv)
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required: set it in the recipe or pass --model_name_or_path.")
     check_learning_rate(training_args.learning_rate)
+    runs.check_not_a_model_folder(training_args.output_dir, model_args.model_name_or_path)
+    # One run at a time in output_dir: the main process holds its lock until the run ends (or dies).
+    with runs.output_dir_lock(training_args.output_dir, enabled=training_args.process_index == 0):
+        return _train(script_args, training_args, model_args, _recipe_path(argv))
+
+
+def _train(script_args: TrainScriptArguments, training_args: Any, model_args: Any, recipe: str | None) -> int:
+    from trl import get_peft_config, get_quantization_config
+
+    from . import resume as runs
+    from .data import SYSTEM_PROMPT, load_math_dataset
+    from .evaluation import check_model_source
+    from .trainer import DSRLTrainer, PreRLTrainer, quiet_checkpointing_deprecations
+    from .trainer.dsrl import DSRL_STATE_FILE
+    from .vllm_server import check_vllm_server
+
     identity = runs.RunIdentity.of(model_args.model_name_or_path, script_args.trainer)
     explicit = training_args.resume_from_checkpoint
     plan = runs.ResumePlan(explicit) if explicit else runs.plan_resume(
         training_args.output_dir, identity, resume=script_args.resume, max_steps=training_args.max_steps,
-        num_train_epochs=training_args.num_train_epochs,
+        num_train_epochs=training_args.num_train_epochs, optimizer=not training_args.save_only_model,
+        state_files=(DSRL_STATE_FILE,) if script_args.trainer == "dsrl" else (),
     )
     if plan.finished:
         print(f"prerl-trl train: {plan.message}")
@@ -267,7 +278,6 @@ def train(argv: list[str]) -> int:
         **({"quantization_config": get_quantization_config(model_args)} if model_args.load_in_4bit or
            model_args.load_in_8bit else {}),
     )
-    recipe = _recipe_path(argv)
     if recipe is not None:
         trainer.recipe = os.path.basename(recipe)  # recorded in the model card
     trainer.add_callback(runs.RecordRunIdentity(identity))
@@ -287,6 +297,13 @@ def train(argv: list[str]) -> int:
         f"({trainer.accelerator.device.type})"
     )
     trainer.train(resume_from_checkpoint=plan.checkpoint)
+    if not runs.reached_end(trainer.state):  # stopped early: a SIGTERM, with the JIT checkpoint saved
+        trainer.accelerator.print(
+            f"prerl-trl train: stopped at optimizer step {trainer.state.global_step} of {trainer.state.max_steps} "
+            f"(SIGTERM), not finished; run the same command again to resume from the last checkpoint in "
+            f"{training_args.output_dir}."
+        )
+        return runs.PREEMPTED_EXIT
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         runs.record_finished(training_args.output_dir, identity, trainer.state, training_args.num_train_epochs)
