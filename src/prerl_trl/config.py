@@ -141,10 +141,12 @@ class PreRLConfig(GRPOConfig):
         _check_choice("prerl_sample_filter", self.prerl_sample_filter, SAMPLE_FILTERS)
         _check_choice("rl_sample_filter", self.rl_sample_filter, SAMPLE_FILTERS)
         _check_choice("prerl_scale_rewards", self.prerl_scale_rewards, PRERL_SCALE_REWARDS)
-        if self.prerl_loss_coef < 0:
-            raise ValueError(f"prerl_loss_coef={self.prerl_loss_coef} must be >= 0 (the paper uses 0.01).")
-        if self.rl_loss_coef < 0:
-            raise ValueError(f"rl_loss_coef={self.rl_loss_coef} must be >= 0 (0 disables joint mode).")
+        for name, advice in (("prerl_loss_coef", "the paper uses 0.01"), ("rl_loss_coef", "0 disables joint mode"),
+                             ("w_reinforce_positive_weight", "the W-REINFORCE paper uses 0.1")):
+            value = getattr(self, name)
+            if not math.isfinite(value) or (value < 0 and name != "w_reinforce_positive_weight"):
+                bound = "a finite number" if name == "w_reinforce_positive_weight" else "a finite number >= 0"
+                raise ValueError(f"{name}={value} must be {bound} ({advice}).")
 
 
 @dataclass

@@ -363,7 +363,7 @@ def _run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     try:
         tokenizer = load_tokenizer(args.model)
-        context_token_id(tokenizer, args.context_token)  # fail before any generation
+        ctx_id = context_token_id(tokenizer, args.context_token)  # fail before any generation
         output_dir.mkdir(parents=True, exist_ok=True)
         hf_model = None
         if args.pairs:
@@ -407,7 +407,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"prerl-trl grad-align: error: {err}", file=sys.stderr)
             return 2
     summary = summarize_alignment([done[i] for i in range(len(pairs))])
-    summary["context_token"] = args.context_token
+    summary["context_token"] = tokenizer.convert_ids_to_tokens(ctx_id)  # the one used (None on the CLI: auto)
     summary["model"] = str(args.model)
     with open(output_dir / SUMMARY_FILE, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
