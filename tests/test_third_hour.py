@@ -102,6 +102,9 @@ def test_resume_skips_half_written_checkpoints_and_names_them(tiny_model_dir, to
     assert "checkpoint-4 (no model weights, optimizer.pt" in line and "checkpoint-3 (no dsrl_state.json" in line
     state = json.loads((out / "checkpoint-5" / "trainer_state.json").read_text())
     assert state["global_step"] == 5 and runs.missing_files(str(out / "checkpoint-4"), ("dsrl_state.json",)) == []
+    # the card counts the whole run's 5 steps: step 0 in NSR-PreRL (dsrl_switch_step=1), 4 in GRPO, 2 before the resume
+    card = (out / "README.md").read_text()
+    assert "| optimizer steps run | 1 in pre-train space, 4 in GRPO (2 of them before resuming) |" in card
 
 
 def test_a_checkpoint_is_whole_only_with_every_file(tmp_path):
@@ -179,3 +182,121 @@ def test_the_base_model_folder_is_never_the_output_dir(tiny_model_dir, toy_file,
     assert main(train_args(tiny_model_dir, toy_file, other, "--max_steps", "1")) == 1
     assert "holds a model (config.json)" in one_line(capsys.readouterr().err)
     assert sorted(os.listdir(tiny_model_dir)) == before and sorted(os.listdir(other)) == ["config.json"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inputs a real dataset brings
+def test_a_malformed_jsonl_line_is_named_with_its_line_number(tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"problem": "1+1", "answer": "2"}\n\n{"problem": "2+2", "answer": 4\n{"problem": "x", "answer": 1}\n')
+    assert main(train_args(tiny_model_dir, data, tmp_path / "run", "--max_steps", "1")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert f"{data}: line 3 is not valid JSON" in line and "fix or remove that line" in line
+    assert not (tmp_path / "run").exists()  # nothing left behind, not even the lock
+
+
+def test_rows_without_a_problem_are_dropped_with_a_count(tmp_path, caplog):
+    from prerl_trl.data import load_math_dataset
+
+    rows = [{"problem": p, "answer": "3"} for p in ("1+2", "", None, "   ", "2+1")]
+    data = write_jsonl(tmp_path / "rows.jsonl", rows)
+    with caplog.at_level("WARNING", logger="prerl_trl.data"):
+        dataset = load_math_dataset(str(data), conversational=False, system_prompt=None)
+    assert dataset["prompt"] == ["1+2", "2+1"]
+    assert "dropped 3 of 5 rows with an empty or null problem" in caplog.text
+
+
+def test_a_list_answer_is_the_set_of_its_values(tmp_path):
+    from prerl_trl.data import load_math_dataset
+    from prerl_trl.rewards import math_accuracy_reward
+
+    data = write_jsonl(tmp_path / "rows.jsonl", [{"problem": "roots?", "answer": [1, 2]},
+                                                {"problem": "root?", "answer": [3]}])
+    gold = load_math_dataset(str(data))["answer"]
+    assert gold == ["1, 2", "3"]
+    completions = ["so \\boxed{1, 2}", "so \\boxed{2, 1}", "so \\boxed{1}"]
+    assert math_accuracy_reward(completions, answer=[gold[0]] * 3) == [1.0, 1.0, 0.0]
+
+
+def test_max_train_samples_zero_says_no_rows_are_selected(tiny_model_dir, toy_file, tmp_path, capsys):
+    assert main(train_args(tiny_model_dir, toy_file, tmp_path / "run", "--max_train_samples", "0")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "max_samples=0" in line and "--max_train_samples" in line and "selects no rows" in line
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("my_rewards.typo", "my_rewards has no function 'typo' (its functions: my_reward)"),
+    ("./my_rewards.py", "name the function in the file, as ./my_rewards.py:<function>"),
+    ("./nowhere.py:my_reward", "no file './nowhere.py'"),
+    ("no_such_module.f", "no module 'no_such_module'"),
+])
+def test_a_wrong_reward_function_is_one_line(tiny_model_dir, toy_file, tmp_path, capsys, monkeypatch, name, expected):
+    (tmp_path / "my_rewards.py").write_text("def my_reward(completions, **kwargs):\n    return [0.5] * len(completions)\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(train_args(tiny_model_dir, toy_file, tmp_path / "run", "--reward_funcs", name)) == 1
+    assert expected in one_line(capsys.readouterr().err)
+
+
+def test_a_reward_function_from_a_file_path_is_loaded(tmp_path, monkeypatch):
+    from prerl_trl.cli import _reward_funcs
+
+    (tmp_path / "my_rewards.py").write_text("def my_reward(completions, **kwargs):\n    return [0.5] * len(completions)\n")
+    monkeypatch.chdir(tmp_path)
+    (func,) = _reward_funcs(["./my_rewards.py:my_reward"])
+    assert func(["a", "b"]) == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("name", ["prerl_loss_coef", "rl_loss_coef", "w_reinforce_positive_weight"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_coefficient_is_refused(tiny_model_dir, toy_file, tmp_path, capsys, name, value):
+    assert main(train_args(tiny_model_dir, toy_file, tmp_path / "run", f"--{name}={value}")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert f"{name}={value}" in line and "finite" in line and "learning_rate" not in line
+
+
+def test_the_eval_dataset_takes_the_field_flags_and_long_prompts_are_counted(tiny_model_dir, tmp_path, capsys):
+    """One short run: the eval file has the train file's custom columns (its own error message recommends the flags),
+    and one training prompt is longer than the tiny model's 256-token context."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from prerl_trl.tiny import toy_problems
+
+    rows = [{"q": q, "a": a} for q, a in toy_problems()]
+    long_problem = "Compute " + " + ".join(["1"] * 400)
+    train = write_jsonl(tmp_path / "train.jsonl", [*rows, {"q": long_problem, "a": "400"}])
+    evaluation = write_jsonl(tmp_path / "eval.jsonl", rows[:4])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    context = AutoConfig.from_pretrained(tiny_model_dir).max_position_embeddings
+    assert len(tokenizer(long_problem)["input_ids"]) > context  # independent of the counting code
+    out = tmp_path / "run"
+    assert main(train_args(tiny_model_dir, train, out, "--max_steps", "1", "--eval_dataset_name", str(evaluation),
+                           "--problem_field", "q", "--answer_field", "a", "--eval_strategy", "no")) == 0
+    err = capsys.readouterr().err
+    assert f"1 of {len(rows) + 1} training prompts are longer than {context - 6} tokens" in err
+    card = (out / "README.md").read_text()
+    assert "| dataset | local file `train.jsonl`" in card
+
+
+def test_a_local_dataset_is_never_named_as_a_hub_dataset(tmp_path):
+    from prerl_trl.data import dataset_source
+
+    local = write_jsonl(tmp_path / "mine.jsonl", [{"problem": "1+1", "answer": "2"}])
+    assert dataset_source(str(local)) == (None, "local file `mine.jsonl`")
+    assert dataset_source("math")[0] == "DigitalLearningGmbH/MATH-lighteval"
+    assert dataset_source("org/name") == ("org/name", "`org/name`")
+
+
+def test_greedy_evaluation_with_several_answers_says_they_are_identical(capsys):
+    from prerl_trl.evaluation import EvaluationError, evaluate
+
+    with pytest.raises(EvaluationError):  # stops on the missing dataset list, after the settings are checked
+        evaluate("unused-model", [], output_dir=".", n=8, temperature=0.0)
+    assert "--temperature 0 is greedy: the 8 answers per problem are identical" in capsys.readouterr().err
+
+
+def test_the_package_is_typed():
+    import prerl_trl
+
+    assert (Path(prerl_trl.__file__).parent / "py.typed").is_file()
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"py.typed"' in pyproject
