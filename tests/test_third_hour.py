@@ -300,3 +300,45 @@ def test_the_package_is_typed():
     assert (Path(prerl_trl.__file__).parent / "py.typed").is_file()
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"py.typed"' in pyproject
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# From a wheel
+@pytest.mark.slow
+def test_a_built_wheel_trains_from_outside_the_checkout(tiny_model_dir, toy_file, tmp_path):
+    """Build the wheel (setuptools, in-process, from a copy of the tracked tree), unpack it as pip would install a
+    pure-Python wheel, and run a one-step `train` from a folder outside the checkout with only the wheel importable."""
+    import shutil
+    import zipfile
+
+    from setuptools import build_meta
+
+    root = Path(__file__).resolve().parents[1]
+    tree = tmp_path / "tree"
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "CHANGELOG.md"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / name, tree / name)
+    shutil.copytree(root / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    cwd = os.getcwd()
+    os.chdir(tree)
+    try:
+        wheel = build_meta.build_wheel(str(tmp_path / "dist"))
+    finally:
+        os.chdir(cwd)
+    site = tmp_path / "site"
+    with zipfile.ZipFile(tmp_path / "dist" / wheel) as archive:
+        names = archive.namelist()
+        archive.extractall(site)
+    assert "prerl_trl/py.typed" in names and any(n.startswith("prerl_trl/recipes/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "prerl-trl = prerl_trl.cli:main" in (site / entry_points).read_text()
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
+    code = "import prerl_trl, sys; print(prerl_trl.__file__); sys.exit(prerl_trl.cli.main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", "import prerl_trl.cli; " + code,
+                           *train_args(tiny_model_dir, toy_file, away / "run", "--max_steps", "1")],
+                          cwd=away, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.splitlines()[0].startswith(str(site))
+    assert (away / "run" / "checkpoint-1" / "trainer_state.json").is_file()
