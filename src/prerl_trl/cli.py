@@ -230,8 +230,9 @@ def train(argv: list[str]) -> int:
         raise ValueError("model_name_or_path is required: set it in the recipe or pass --model_name_or_path.")
     check_learning_rate(training_args.learning_rate)
     runs.check_not_a_model_folder(training_args.output_dir, model_args.model_name_or_path)
-    # One run at a time in output_dir: the main process holds its lock until the run ends (or dies).
-    with runs.output_dir_lock(training_args.output_dir, enabled=training_args.process_index == 0):
+    # One run at a time in output_dir: the main process (RANK 0 under torchrun / accelerate) holds its lock until the
+    # run ends or dies; read from the environment, so that nothing distributed starts before the lock is taken.
+    with runs.output_dir_lock(training_args.output_dir, enabled=os.environ.get("RANK", "0") == "0"):
         return _train(script_args, training_args, model_args, _recipe_path(argv))
 
 
