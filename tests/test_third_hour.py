@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,22 +90,25 @@ def test_resume_skips_half_written_checkpoints_and_names_them(tiny_model_dir, to
     """A kill -9 during a save leaves a prefix of what transformers writes (weights, optimizer, scheduler, RNG, trainer
     state), then our dsrl_state.json and prerl_run.json: truncate two checkpoints the way a kill at two points would."""
     out = tmp_path / "run"
-    assert main(train_args(tiny_model_dir, toy_file, out, "--max_steps", "4", "--dsrl_switch_step", "1")) == 0
+    assert main(train_args(tiny_model_dir, toy_file, out, "--max_steps", "2", "--dsrl_switch_step", "1")) == 0
     (out / runs.RUN_FILE).unlink()  # as if it had died before the end
-    _keep_only(out / "checkpoint-4", {"config.json", "generation_config.json"})  # killed while saving the weights
-    (out / "checkpoint-3" / "dsrl_state.json").unlink()  # killed after the trainer state, before our state file
-    (out / "checkpoint-3" / runs.RUN_FILE).unlink()
+    shutil.copytree(out / "checkpoint-2", out / "checkpoint-3")  # the save of step 3...
+    _keep_only(out / "checkpoint-3", {"config.json", "generation_config.json"})  # ...killed while writing the weights
+    (out / "checkpoint-2" / "dsrl_state.json").unlink()  # killed after the trainer state, before our state file
+    (out / "checkpoint-2" / runs.RUN_FILE).unlink()
     capsys.readouterr()
-    assert main(train_args(tiny_model_dir, toy_file, out, "--max_steps", "5", "--dsrl_switch_step", "1")) == 0
+    assert main(train_args(tiny_model_dir, toy_file, out, "--max_steps", "3", "--dsrl_switch_step", "1")) == 0
     printed = capsys.readouterr().out
     line = next(line for line in printed.splitlines() if "Resuming from" in line)
-    assert line.startswith(f"Resuming from {out / 'checkpoint-2'};")
-    assert "checkpoint-4 (no model weights, optimizer.pt" in line and "checkpoint-3 (no dsrl_state.json" in line
-    state = json.loads((out / "checkpoint-5" / "trainer_state.json").read_text())
-    assert state["global_step"] == 5 and runs.missing_files(str(out / "checkpoint-4"), ("dsrl_state.json",)) == []
-    # the card counts the whole run's 5 steps: step 0 in NSR-PreRL (dsrl_switch_step=1), 4 in GRPO, 2 before the resume
+    assert line.startswith(f"Resuming from {out / 'checkpoint-1'};")
+    assert "checkpoint-3 (no model weights, optimizer.pt" in line and "checkpoint-2 (no dsrl_state.json" in line
+    for step in (2, 3):  # trained again from checkpoint-1, and saved whole this time
+        state = json.loads((out / f"checkpoint-{step}" / "trainer_state.json").read_text())
+        assert state["global_step"] == step
+        assert runs.missing_files(str(out / f"checkpoint-{step}"), ("dsrl_state.json",)) == []
+    # the card counts the whole run's 3 steps: step 0 in NSR-PreRL (dsrl_switch_step=1), 2 in GRPO, 1 before the resume
     card = (out / "README.md").read_text()
-    assert "| optimizer steps run | 1 in pre-train space, 4 in GRPO (2 of them before resuming) |" in card
+    assert "| optimizer steps run | 1 in pre-train space, 2 in GRPO (1 of them before resuming) |" in card
 
 
 def test_a_checkpoint_is_whole_only_with_every_file(tmp_path):
@@ -143,9 +147,12 @@ def test_a_second_run_into_a_held_output_dir_is_refused(tiny_model_dir, toy_file
     finally:
         holder.kill()
         holder.wait(timeout=60)
-    # the holder died: its lock goes with it, and the next run trains
-    assert main(train_args(tiny_model_dir, toy_file, out, "--max_steps", "1")) == 0
-    assert checkpoint_steps(out) == [1] and not (out / runs.LOCK_FILE).exists()
+    # the holder died (kill -9): its lock goes with it, and the next run takes it
+    lock = runs.OutputDirLock(str(out))
+    lock.acquire()
+    assert json.loads((out / runs.LOCK_FILE).read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not out.exists()  # a folder that held only the lock is left as it was found
 
 
 def test_a_stale_lock_record_without_flock_is_taken_over(tmp_path, monkeypatch):
@@ -308,7 +315,6 @@ def test_the_package_is_typed():
 def test_a_built_wheel_trains_from_outside_the_checkout(tiny_model_dir, toy_file, tmp_path):
     """Build the wheel (setuptools, in-process, from a copy of the tracked tree), unpack it as pip would install a
     pure-Python wheel, and run a one-step `train` from a folder outside the checkout with only the wheel importable."""
-    import shutil
     import zipfile
 
     from setuptools import build_meta
