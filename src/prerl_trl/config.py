@@ -141,12 +141,13 @@ class PreRLConfig(GRPOConfig):
         _check_choice("prerl_sample_filter", self.prerl_sample_filter, SAMPLE_FILTERS)
         _check_choice("rl_sample_filter", self.rl_sample_filter, SAMPLE_FILTERS)
         _check_choice("prerl_scale_rewards", self.prerl_scale_rewards, PRERL_SCALE_REWARDS)
-        for name, advice in (("prerl_loss_coef", "the paper uses 0.01"), ("rl_loss_coef", "0 disables joint mode"),
-                             ("w_reinforce_positive_weight", "the W-REINFORCE paper uses 0.1")):
-            value = getattr(self, name)
-            if not math.isfinite(value) or (value < 0 and name != "w_reinforce_positive_weight"):
-                bound = "a finite number" if name == "w_reinforce_positive_weight" else "a finite number >= 0"
-                raise ValueError(f"{name}={value} must be {bound} ({advice}).")
+        for name, advice in (("prerl_loss_coef", "the paper uses 0.01"), ("rl_loss_coef", "0 disables joint mode")):
+            if not math.isfinite(value := getattr(self, name)) or value < 0:
+                raise ValueError(f"{name}={value} must be a finite number >= 0 ({advice}).")
+        if not math.isfinite(self.w_reinforce_positive_weight):
+            raise ValueError(
+                f"w_reinforce_positive_weight={self.w_reinforce_positive_weight} must be a finite number (default 0.1)."
+            )
 
 
 @dataclass
