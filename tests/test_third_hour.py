@@ -74,8 +74,9 @@ def test_a_run_is_finished_only_at_its_last_step():
         def __init__(self, global_step, max_steps):
             self.global_step, self.max_steps = global_step, max_steps
 
-    assert runs.reached_end(State(10, 10)) and runs.reached_end(State(12, 10))
-    assert not runs.reached_end(State(72, 1000)) and not runs.reached_end(State(0, 0))
+    assert runs.stopped_early(State(72, 1000)) and runs.stopped_early(State(0, 5))
+    assert not runs.stopped_early(State(10, 10)) and not runs.stopped_early(State(12, 10))
+    assert not runs.stopped_early(State(0, 0))  # the training loop never ran (max_steps is set when it starts)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -313,7 +313,7 @@ def _train(script_args: TrainScriptArguments, training_args: Any, model_args: An
         f"({trainer.accelerator.device.type})"
     )
     trainer.train(resume_from_checkpoint=plan.checkpoint)
-    if not runs.reached_end(trainer.state):  # stopped early: a SIGTERM, with the JIT checkpoint saved
+    if runs.stopped_early(trainer.state):  # a SIGTERM, with the JIT checkpoint saved: not finished
         trainer.accelerator.print(
             f"prerl-trl train: stopped at optimizer step {trainer.state.global_step} of {trainer.state.max_steps} "
             f"(SIGTERM), not finished; run the same command again to resume from the last checkpoint in "

@@ -161,10 +161,10 @@ def start_over(output_dir: str) -> int:
     return len(found)
 
 
-def reached_end(state: Any) -> bool:
-    """Whether training reached its last optimizer step (`max_steps`, or that of its epochs), rather than stopping
-    early (a SIGTERM with `enable_jit_checkpoint`)."""
-    return state.max_steps > 0 and state.global_step >= state.max_steps
+def stopped_early(state: Any) -> bool:
+    """Whether training began and stopped before its last optimizer step (`max_steps`, or the last of its epochs), as
+    a SIGTERM with `enable_jit_checkpoint` stops it. Such a run is not finished: the same command resumes it."""
+    return 0 < state.max_steps and state.global_step < state.max_steps
 
 
 def record_finished(output_dir: str, identity: RunIdentity, state: Any, num_train_epochs: float) -> None:
