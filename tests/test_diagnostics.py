@@ -223,6 +223,7 @@ def test_cli_pairs_file_and_resume(saved_model, tokenizer, tmp_path, capsys, mon
         assert row["inner_product"] == pytest.approx(float(g_m @ g_c), rel=1e-4)
 
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["context_token"] == "<|im_start|>"  # the one used (the reference's above), not the CLI's None
     ips = [r["inner_product"] for r in rows]
     assert summary["num_pairs"] == 3
     assert summary["inner_product_mean"] == pytest.approx(sum(ips) / 3)

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prerl_trl.resume import PREEMPTED_EXIT
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 SCRIPTS = sorted([*EXAMPLES.glob("*.sh"), *EXAMPLES.glob("*.sbatch")])
@@ -164,3 +166,27 @@ def test_vllm_colocate_script_uses_every_gpu(tmp_path):
     _, training_args, _ = parse_train_args([*launch.training_script_args[1:], *CPU])
     assert training_args.vllm_mode == "colocate"
     assert launch.num_processes % training_args.vllm_tensor_parallel_size == 0
+
+
+@pytest.mark.parametrize("status", [PREEMPTED_EXIT, 0])
+def test_slurm_requeue_script_requeues_only_a_run_stopped_before_its_end(tmp_path, status):
+    """`prerl-trl train` exits 143 when a SIGTERM stopped it before max_steps (tests/test_third_hour.py): then, and
+    only then, the job requeues itself; the training command has the JIT checkpoint and the job's own output_dir."""
+    record = tmp_path / "calls.jsonl"
+    folder = fake_bin(tmp_path, {
+        "srun": 'while [[ "$1" == --* ]]; do shift; done\n"$@"',
+        "prerl-trl": f'{RECORD} "$0" "$@"\nexit {status}',
+        "scontrol": f'{RECORD} "$0" "$@"',
+    })
+    env = {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}", "RECORD": str(record),
+           "SLURM_JOB_ID": "4242", "RECIPE": BUNDLED["RECIPE"]}
+    result = subprocess.run(["bash", str(EXAMPLES / "slurm_requeue.sbatch"), "--max_steps", "500"], env=env,
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == status, result.stdout + result.stderr
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert calls[0][0] == "prerl-trl" and calls[0][3] == [
+        "train", "--config", BUNDLED["RECIPE"], "--output_dir", "runs/prerl-4242", "--enable_jit_checkpoint", "true",
+        "--max_steps", "500"]
+    assert [call[3] for call in calls[1:]] == ([["requeue", "4242"]] if status == PREEMPTED_EXIT else [])
+    header = (EXAMPLES / "slurm_requeue.sbatch").read_text()
+    assert "#SBATCH --signal=TERM@" in header and "#SBATCH --requeue" in header

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -47,7 +46,8 @@ class TrainScriptArguments:
         default_factory=lambda: ["math_accuracy"],
         metadata={
             "help": "Reward functions: 'math_accuracy' (math-verify), 'math_string_match' (the Hendrycks-MATH string "
-            "match of the paper's runs), 'format', or dotted import paths (my_lib.my_reward)."
+            "match of the paper's runs), 'format', dotted import paths (my_lib.my_reward), or a file and a function "
+            "in it (./my_rewards.py:my_reward)."
         },
     )
     problem_field: str | None = field(
@@ -184,20 +184,30 @@ def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, Any, Any]:
 
 
 def _reward_funcs(names: list[str]) -> list:
-    from .rewards import REWARD_FUNCTIONS as registry
-    funcs = []
-    for name in names:
-        if name in registry:
-            funcs.append(registry[name])
-        elif "." in name:
-            module, attr = name.rsplit(".", 1)
-            sys.path.insert(0, os.getcwd())
-            funcs.append(getattr(importlib.import_module(module), attr))
-        else:
-            raise ValueError(
-                f"reward_funcs: {name!r} is unknown. Use {', '.join(REWARD_FUNCS)} or a dotted import path."
-            )
-    return funcs
+    from .rewards import REWARD_FUNCTIONS
+    from .rewards.custom import load_reward_functions
+
+    return load_reward_functions(names, REWARD_FUNCTIONS)
+
+
+def _warn_overlong_prompts(trainer: Any, dataset: Any) -> None:
+    """Warn, with a count, when prompts leave no room for max_completion_length in the model's context."""
+    from .data import count_overlong_prompts
+
+    config = getattr(trainer.model.config, "text_config", None) or trainer.model.config
+    context = getattr(config, "max_position_embeddings", None)
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    if not context:
+        return
+    room = context - trainer.args.max_completion_length
+    overlong = count_overlong_prompts(dataset, tokenizer, room)
+    if overlong:
+        print(
+            f"prerl-trl train: warning: {overlong} of {len(dataset)} training prompts are longer than {room} tokens, "
+            f"the model's context ({context}) less max_completion_length ({trainer.args.max_completion_length}): "
+            "their rollouts fail or are cut short. Drop them, or lower max_completion_length.",
+            file=sys.stderr,
+        )
 
 
 @functools.cache
@@ -212,28 +222,41 @@ def GuardedGRPOTrainer() -> type:  # noqa: N802 (a class factory, so that trl is
 
 def train(argv: list[str]) -> int:
     """`prerl-trl train --config recipe.yaml [--field value ...]`."""
-    from trl import get_peft_config, get_quantization_config
-
     from . import resume as runs
     from .config import check_learning_rate
-    from .data import SYSTEM_PROMPT, load_math_dataset
-    from .evaluation import check_model_source
-    from .trainer import DSRLTrainer, PreRLTrainer, quiet_checkpointing_deprecations
-    from .vllm_server import check_vllm_server
 
     script_args, training_args, model_args = parse_train_args(argv)
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required: set it in the recipe or pass --model_name_or_path.")
     check_learning_rate(training_args.learning_rate)
+    runs.check_not_a_model_folder(training_args.output_dir, model_args.model_name_or_path)
+    # One run at a time in output_dir: the main process (RANK 0 under torchrun / accelerate) holds its lock until the
+    # run ends or dies; read from the environment, so that nothing distributed starts before the lock is taken.
+    with runs.output_dir_lock(training_args.output_dir, enabled=os.environ.get("RANK", "0") == "0"):
+        return _train(script_args, training_args, model_args, _recipe_path(argv))
+
+
+def _train(script_args: TrainScriptArguments, training_args: Any, model_args: Any, recipe: str | None) -> int:
+    from trl import get_peft_config, get_quantization_config
+
+    from . import resume as runs
+    from .data import SYSTEM_PROMPT, dataset_source, load_math_dataset
+    from .evaluation import check_model_source
+    from .trainer import DSRLTrainer, PreRLTrainer, quiet_checkpointing_deprecations
+    from .trainer.dsrl import DSRL_STATE_FILE
+    from .vllm_server import check_vllm_server
+
     identity = runs.RunIdentity.of(model_args.model_name_or_path, script_args.trainer)
     explicit = training_args.resume_from_checkpoint
     plan = runs.ResumePlan(explicit) if explicit else runs.plan_resume(
         training_args.output_dir, identity, resume=script_args.resume, max_steps=training_args.max_steps,
-        num_train_epochs=training_args.num_train_epochs,
+        num_train_epochs=training_args.num_train_epochs, optimizer=not training_args.save_only_model,
+        state_files=(DSRL_STATE_FILE,) if script_args.trainer == "dsrl" else (),
     )
     if plan.finished:
         print(f"prerl-trl train: {plan.message}")
         return 0
+    reward_funcs = _reward_funcs(script_args.reward_funcs)  # a wrong name fails here, before the model loads
     check_model_source(model_args.model_name_or_path, "model_name_or_path")
     check_vllm_server(training_args, model=model_args.model_name_or_path)
     init_kwargs = dict(
@@ -254,12 +277,13 @@ def train(argv: list[str]) -> int:
         script_args.dataset_name, split=script_args.dataset_split, max_samples=script_args.max_train_samples,
         **fields, **load,
     )
-    eval_dataset = load_math_dataset(script_args.eval_dataset_name, **load) if script_args.eval_dataset_name else None
+    eval_dataset = (load_math_dataset(script_args.eval_dataset_name, **fields, **load)
+                    if script_args.eval_dataset_name else None)
     quiet_checkpointing_deprecations()
     trainer_cls = {"dsrl": DSRLTrainer, "prerl": PreRLTrainer, "grpo": GuardedGRPOTrainer()}[script_args.trainer]
     trainer = trainer_cls(
         model=model_args.model_name_or_path,
-        reward_funcs=_reward_funcs(script_args.reward_funcs),
+        reward_funcs=reward_funcs,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
@@ -267,9 +291,11 @@ def train(argv: list[str]) -> int:
         **({"quantization_config": get_quantization_config(model_args)} if model_args.load_in_4bit or
            model_args.load_in_8bit else {}),
     )
-    recipe = _recipe_path(argv)
     if recipe is not None:
         trainer.recipe = os.path.basename(recipe)  # recorded in the model card
+    hub_id, trainer.dataset_source = dataset_source(script_args.dataset_name)  # the card names a local file as local
+    if trainer.accelerator.is_main_process:
+        _warn_overlong_prompts(trainer, train_dataset)
     trainer.add_callback(runs.RecordRunIdentity(identity))
     # Nothing is lost when a run dies: pick up the last checkpoint in output_dir unless told otherwise.
     if not script_args.resume and not explicit:
@@ -287,12 +313,19 @@ def train(argv: list[str]) -> int:
         f"({trainer.accelerator.device.type})"
     )
     trainer.train(resume_from_checkpoint=plan.checkpoint)
+    if runs.stopped_early(trainer.state):  # a SIGTERM, with the JIT checkpoint saved: not finished
+        trainer.accelerator.print(
+            f"prerl-trl train: stopped at optimizer step {trainer.state.global_step} of {trainer.state.max_steps} "
+            f"(SIGTERM), not finished; run the same command again to resume from the last checkpoint in "
+            f"{training_args.output_dir}."
+        )
+        return runs.PREEMPTED_EXIT
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         runs.record_finished(training_args.output_dir, identity, trainer.state, training_args.num_train_epochs)
     trainer.accelerator.print(f"Model saved to {training_args.output_dir}")
     if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        trainer.push_to_hub(dataset_name=hub_id)
     return 0
 
 

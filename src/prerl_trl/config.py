@@ -168,6 +168,13 @@ class PreRLConfig(GRPOConfig):
         _check_choice("prerl_sample_filter", self.prerl_sample_filter, SAMPLE_FILTERS)
         _check_choice("rl_sample_filter", self.rl_sample_filter, SAMPLE_FILTERS)
         _check_choice("prerl_scale_rewards", self.prerl_scale_rewards, PRERL_SCALE_REWARDS)
+        for name, advice in (("prerl_loss_coef", "the paper uses 0.01"), ("rl_loss_coef", "0 disables joint mode")):
+            if not math.isfinite(value := getattr(self, name)) or value < 0:
+                raise ValueError(f"{name}={value} must be a finite number >= 0 ({advice}).")
+        if not math.isfinite(self.w_reinforce_positive_weight):
+            raise ValueError(
+                f"w_reinforce_positive_weight={self.w_reinforce_positive_weight} must be a finite number (default 0.1)."
+            )
         _check_choice("prerl_context", self.prerl_context, PRETRAIN_CONTEXTS)
         if self.prerl_context != "token" and self.prerl_context_token is not None:
             raise ValueError(
@@ -184,10 +191,6 @@ class PreRLConfig(GRPOConfig):
                 f"prerl_learning_rate_scale={scale!r} with rl_loss_coef={self.rl_loss_coef!r}: a joint-mode step "
                 "updates both losses at once, so there is no pre-train-space step to scale. Leave the scale at 1.0."
             )
-        if self.prerl_loss_coef < 0:
-            raise ValueError(f"prerl_loss_coef={self.prerl_loss_coef} must be >= 0 (the paper uses 0.01).")
-        if self.rl_loss_coef < 0:
-            raise ValueError(f"rl_loss_coef={self.rl_loss_coef} must be >= 0 (0 disables joint mode).")
 
 
 @dataclass

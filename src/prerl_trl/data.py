@@ -133,9 +133,11 @@ def _to_text(value: Any) -> str:
 def extract_answer(value: Any, from_solution: bool = False) -> str | None:
     r"""Gold answer text from an answer or solution cell.
 
-    A ``\boxed{}`` inside wins (the last one); else the text after GSM8K's ``####``; else an answer
+    A list (``[1, 2]``) is the set of its values, ``"1, 2"``. A ``\boxed{}`` inside wins (the last one); else the text after GSM8K's ``####``; else an answer
     cell is returned as is, and a solution cell without either gives None.
     """
+    if isinstance(value, (list, tuple)):  # [1, 2]: the set of values, as the verifier reads a bare "1, 2"
+        return ", ".join(t for v in value if (t := _to_text(v))) or None
     text = _to_text(value)
     boxed = extract_boxed_answer(text, max_chars=len(text))
     if boxed:
@@ -178,8 +180,55 @@ def _load_raw(source: str, split: str, config_name: str | None, data_files: Any)
             raise ValueError(
                 f"data_files={data_files!r}: unsupported file type; use one of {sorted(_FILE_BUILDERS)}."
             )
-        return datasets.load_dataset(builder, data_files={split: data_files}, split=split)
+        try:
+            return datasets.load_dataset(builder, data_files={split: data_files}, split=split)
+        except Exception:  # datasets' own error is a long chain: name the file and line when JSON is bad
+            if builder == "json" and (where := _first_json_error([data_files] if isinstance(data_files, str)
+                                                                  else list(data_files))):
+                raise ValueError(where) from None
+            raise
     return datasets.load_dataset(source, config_name, split=split)
+
+
+def _first_json_error(files: list[Any]) -> str | None:
+    """`file: line N is not valid JSON (...)` for the first malformed line of JSON Lines files (or the error of a
+    one-document .json file); None when every file parses."""
+    import json
+
+    for file in files:
+        if not isinstance(file, str) or not os.path.isfile(file):
+            continue
+        with open(file, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        try:
+            json.loads(text)
+            continue  # one JSON document
+        except json.JSONDecodeError as whole:
+            document_error = whole
+        lines = text.splitlines()
+        first = next((line for line in lines if line.strip()), "")
+        if not file.lower().endswith(".jsonl") and not _parses(first):
+            error = document_error
+            return (f"{file}: line {error.lineno} is not valid JSON ({error.msg}, column {error.colno}); fix it, "
+                    "or write one JSON object per line (JSON Lines).")
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as error:
+                    return (f"{file}: line {number} is not valid JSON ({error.msg}, column {error.colno}); fix or "
+                            "remove that line (JSON Lines: one object per line).")
+    return None
+
+
+def _parses(line: str) -> bool:
+    import json
+
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _pick(columns: list[str], explicit: str | None, candidates: tuple[str, ...]) -> str | None:
@@ -239,6 +288,11 @@ def load_math_dataset(
         ValueError: unknown short name, unsupported file type, or a missing column (the message
             lists the columns the data has and the argument that fixes it).
     """
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(
+            f"{name_or_path}: max_samples={max_samples} (--max_train_samples / --max-samples) selects no rows; pass "
+            "a positive number, or leave it out to use every row."
+        )
     key = name_or_path.lower()
     spec = KNOWN_DATASETS.get(key)
     if spec is None and data_files is None and _looks_like_file(name_or_path) and not os.path.exists(name_or_path):
@@ -303,6 +357,7 @@ def load_math_dataset(
         return {
             "_prerl_prompt": build_prompt(problem, conversational, system_prompt),
             "_prerl_answer": answer,
+            "_prerl_no_problem": not problem,
         }
 
     dataset = raw.map(convert, remove_columns=columns, desc=f"Formatting {name_or_path}")
@@ -311,16 +366,22 @@ def load_math_dataset(
 
 def _finish(dataset: Any, label: str, drop_unanswered: bool) -> Any:
     """Rename the working columns to ``prompt`` / ``answer`` and drop unanswered rows (logged)."""
+    before = len(dataset)
+    if "_prerl_no_problem" in dataset.column_names:
+        dataset = dataset.filter(lambda row: not row["_prerl_no_problem"])
+        if len(dataset) < before:
+            logger.warning("%s: dropped %d of %d rows with an empty or null problem", label, before - len(dataset),
+                           before)
     dataset = dataset.rename_columns({"_prerl_prompt": "prompt", "_prerl_answer": "answer"})
     dataset = dataset.select_columns(["prompt", "answer"])
-    before = len(dataset)
+    with_problem = len(dataset)
     if drop_unanswered:
         dataset = dataset.filter(lambda row: bool(row["answer"]))
-        if len(dataset) < before:
-            logger.warning("%s: dropped %d rows without an extractable answer", label, before - len(dataset))
+        if len(dataset) < with_problem:
+            logger.warning("%s: dropped %d rows without an extractable answer", label, with_problem - len(dataset))
     if len(dataset) == 0:
-        why = (f"all {before} rows were dropped: none has an extractable answer. Check --answer-field / "
-               "--solution-field, or the answers themselves") if before else "it has no rows"
+        why = (f"all {before} rows were dropped: none has both a problem and an extractable answer. Check "
+               "--problem-field, --answer-field / --solution-field, or the rows themselves") if before else "it has no rows"
         raise ValueError(f"{label}: no data to use, {why}.")
     return dataset
 
@@ -357,3 +418,26 @@ def _from_verl(raw: Any, label: str, conversational: bool, max_samples: int | No
 
 def _looks_like_hub_id(name: str) -> bool:
     return bool(re.fullmatch(r"[\w.\-]+/[\w.\-]+", name))
+
+
+def dataset_source(name_or_path: str) -> tuple[str | None, str]:
+    """(the Hub id of a dataset name, or None for a local file or folder; how a model card names it)."""
+    spec = KNOWN_DATASETS.get(name_or_path.lower())
+    if spec is not None and not os.path.exists(spec.path):
+        return spec.path, f"`{spec.path}` (`{name_or_path}`)"
+    if spec is not None or os.path.exists(name_or_path) or _looks_like_file(name_or_path):
+        path = spec.path if spec is not None else name_or_path
+        return None, f"local file `{os.path.basename(os.path.normpath(path))}`"
+    return name_or_path, f"`{name_or_path}`"
+
+
+def count_overlong_prompts(dataset: Any, tokenizer: Any, max_tokens: int) -> int:
+    """How many of `dataset`'s prompts take more than `max_tokens` tokens (chat prompts with the chat template and
+    the generation prompt, as the trainer renders them)."""
+    prompts = dataset["prompt"]
+    if not prompts:
+        return 0
+    if not isinstance(prompts[0], str):
+        prompts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    return sum(length > max_tokens for length in lengths)

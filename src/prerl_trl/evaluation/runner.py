@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,9 @@ def evaluate(
         raise EvaluationError(f"--batch-size must be >= 1, got {batch_size}")
     if temperature < 0 or not 0 < top_p <= 1:
         raise EvaluationError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+    if temperature == 0 and n > 1:
+        print(f"warning: --temperature 0 is greedy: the {n} answers per problem are identical, so pass@k = pass@1. "
+              "Use --n 1, or a temperature > 0 for pass@k.", file=sys.stderr)
     if not datasets:
         raise EvaluationError("pass at least one --dataset")
     try:

@@ -40,11 +40,13 @@ class ModelCardMixin:
     def _training_summary(self) -> str:
         args = self.args
         dataset = getattr(self.train_dataset, "info", None)
-        dataset_name = getattr(dataset, "dataset_name", None) or getattr(dataset, "config_name", None) or "a local dataset"
+        dataset_name = (getattr(self, "dataset_source", None)  # set by `prerl-trl train`
+                        or getattr(dataset, "dataset_name", None) or getattr(dataset, "config_name", None)
+                        or "a local dataset")
         rows = [
             ("trainer", f"{type(self).__name__} (prerl-trl)"),
             ("base model", f"`{self.model.config._name_or_path}`"),
-            ("optimizer steps run", ", ".join(f"{n} in {phase}" for phase, n in self._steps_run.items())),
+            ("optimizer steps run", self._steps_over_run()),
             ("pre-train-space filter", f"`{args.prerl_sample_filter}` (`prerl_sample_filter`)"),
             ("coefficients", f"`prerl_loss_coef={args.prerl_loss_coef}`, `rl_loss_coef={args.rl_loss_coef}`, "
                              f"`beta={args.beta}`, `learning_rate={args.learning_rate}`"),
@@ -59,6 +61,25 @@ class ModelCardMixin:
             rows.append(("recipe", f"`{recipe}`"))
         table = "\n".join(f"| {key} | {value} |" for key, value in rows)
         return f"### PreRL training\n\n| | |\n| --- | --- |\n{table}\n"
+
+    def _steps_over_run(self) -> str:
+        """Optimizer steps per phase over the whole run, the sessions before a resume included (`_steps_run` counts
+        this session's): PreRL trains in pre-train space throughout, DSRL until the step it switched at."""
+        steps = dict(self._steps_run)
+        total = self.state.global_step
+        earlier = total - sum(steps.values())
+        note = ""
+        if earlier > 0:
+            note = f" ({earlier} of them before resuming)"
+            switched_at = getattr(self, "_dsrl_switched_at", None)
+            if not isinstance(self.args, DSRLConfig):
+                steps["pre-train space"] += earlier
+            elif switched_at is not None or not getattr(self, "_dsrl_switched", False):
+                pretrain = min(total, switched_at if switched_at is not None else total)
+                steps = {"pre-train space": pretrain, "GRPO": total - pretrain}
+            else:  # a checkpoint of a version that did not record the switch step
+                steps["earlier, phase not recorded"] = earlier
+        return ", ".join(f"{n} in {phase}" for phase, n in steps.items()) + note
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the model, and (outside checkpoints) the model card that cites PreRL beside GRPO."""
