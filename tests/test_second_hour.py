@@ -151,12 +151,16 @@ def test_training_stops_at_the_first_non_finite_step_and_keeps_the_last_good_sta
 
 
 def test_the_grpo_trainer_of_the_cli_has_the_guard():
+    import importlib
+
     from trl import GRPOTrainer
 
-    from prerl_trl.cli import GuardedGRPOTrainer
+    from prerl_trl.trainer.grpo import GuardedGRPOTrainer
 
-    cls = GuardedGRPOTrainer()
-    assert issubclass(cls, GRPOTrainer) and issubclass(cls, NonFiniteGuard)
+    assert issubclass(GuardedGRPOTrainer, GRPOTrainer) and issubclass(GuardedGRPOTrainer, NonFiniteGuard)
+    # A class defined where its name says (pickling, docs and tracebacks find it there).
+    module = importlib.import_module(GuardedGRPOTrainer.__module__)
+    assert getattr(module, GuardedGRPOTrainer.__qualname__) is GuardedGRPOTrainer
 
 
 def test_a_dataset_that_filtering_empties_stops_in_one_line(tiny_model_dir, tmp_path, capsys):

@@ -10,7 +10,6 @@ override the recipe. Multi-GPU:
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -210,16 +209,6 @@ def _warn_overlong_prompts(trainer: Any, dataset: Any) -> None:
         )
 
 
-@functools.cache
-def GuardedGRPOTrainer() -> type:  # noqa: N802 (a class factory, so that trl is imported only by `train`)
-    """TRL's GRPOTrainer with our stop at the first non-finite loss or gradient norm, for `--trainer grpo`."""
-    from trl import GRPOTrainer
-
-    from .guards import NonFiniteGuard
-
-    return type("GuardedGRPOTrainer", (NonFiniteGuard, GRPOTrainer), {"__module__": "prerl_trl.guards"})
-
-
 def train(argv: list[str]) -> int:
     """`prerl-trl train --config recipe.yaml [--field value ...]`."""
     from . import resume as runs
@@ -280,7 +269,9 @@ def _train(script_args: TrainScriptArguments, training_args: Any, model_args: An
     eval_dataset = (load_math_dataset(script_args.eval_dataset_name, **fields, **load)
                     if script_args.eval_dataset_name else None)
     quiet_checkpointing_deprecations()
-    trainer_cls = {"dsrl": DSRLTrainer, "prerl": PreRLTrainer, "grpo": GuardedGRPOTrainer()}[script_args.trainer]
+    from .trainer.grpo import GuardedGRPOTrainer
+
+    trainer_cls = {"dsrl": DSRLTrainer, "prerl": PreRLTrainer, "grpo": GuardedGRPOTrainer}[script_args.trainer]
     trainer = trainer_cls(
         model=model_args.model_name_or_path,
         reward_funcs=reward_funcs,

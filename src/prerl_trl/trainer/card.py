@@ -30,12 +30,20 @@ class ModelCardMixin:
         path = os.path.join(self.args.output_dir, "README.md")
         with open(path) as f:
             card = f.read()
+        with open(path, "w") as f:
+            f.write(self._patched_card(card))
+
+    def _patched_card(self, card: str) -> str:
+        """TRL renders `[None]` and `model="None"` for a local base model: name it. Our training summary goes before
+        TRL's "Framework versions" section, or at the end when a TRL template has no such section: it is never lost
+        to a template change (the base model is named in the summary too)."""
         base = self.model.config._name_or_path or "an unnamed model"
         card = card.replace("fine-tuned version of [None](https://huggingface.co/None)", f"fine-tuned version of `{base}`")
         card = card.replace('model="None"', f'model="{self.hub_model_id or self.args.output_dir}"')
-        card = card.replace("### Framework versions", self._training_summary() + "\n### Framework versions", 1)
-        with open(path, "w") as f:
-            f.write(card)
+        summary = self._training_summary()
+        if "### Framework versions" in card:
+            return card.replace("### Framework versions", summary + "\n### Framework versions", 1)
+        return card.rstrip("\n") + "\n\n" + summary
 
     def _training_summary(self) -> str:
         args = self.args
