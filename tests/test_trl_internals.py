@@ -50,3 +50,90 @@ def test_logged_advantages_adapter_fails_loudly_when_trl_did_not_log_them(tiny_m
         replace_logged_advantages(logs, trl_advantages=torch.tensor([1.0, 2.0, 3.0]), used=torch.tensor([0.0] * 3))
     with pytest.raises(RuntimeError, match="advantages"):  # the right count, other values: not TRL's log
         replace_logged_advantages(logs, trl_advantages=torch.tensor([1.0, 2.0]), used=torch.tensor([0.0] * 2))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The table of reaches in trl_internals.py, row by row, against the installed TRL
+def _table_rows(kind: str) -> list[str]:
+    from prerl_trl.trainer import trl_internals
+
+    rows = [line.split("|")[1:3] for line in trl_internals.__doc__.splitlines() if line.startswith("| ")]
+    names = [name.strip() for k, name in rows if k.strip() == kind]
+    assert names, kind
+    return names
+
+
+@pytest.fixture(scope="module")
+def grpo_trainer(tiny_model_dir, tmp_path_factory):
+    from trl import GRPOConfig, GRPOTrainer
+
+    from prerl_trl.tiny import toy_dataset
+
+    args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("grpo")), per_device_train_batch_size=4,
+                      num_generations=4, max_completion_length=4, report_to="none", use_cpu=True, bf16=False)
+    return GRPOTrainer(tiny_model_dir, reward_funcs=lambda completions, **kw: [0.0] * len(completions), args=args,
+                       train_dataset=toy_dataset())
+
+
+@pytest.mark.parametrize("name", _table_rows("method"))
+def test_trl_method_exists(name):
+    from trl import GRPOTrainer
+
+    assert callable(getattr(GRPOTrainer, name, None)), name
+
+
+@pytest.mark.parametrize("name", _table_rows("attribute"))
+def test_trl_attribute_is_set_on_a_grpo_trainer(grpo_trainer, name):
+    assert hasattr(grpo_trainer, name), name
+
+
+@pytest.mark.parametrize("name", _table_rows("function"))
+def test_trl_function_exists(name):
+    import importlib
+
+    module, *attrs = name.split(".")
+    obj = importlib.import_module(module)
+    for attr in attrs:
+        obj = getattr(obj, attr, None) or importlib.import_module(f"{obj.__name__}.{attr}")
+    assert callable(obj), name
+
+
+@pytest.mark.parametrize("name", _table_rows("batch key"))
+def test_trl_batch_key_is_written_or_read_by_grpo(name):
+    import inspect
+
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer)
+    assert f'"{name}"' in source, name
+
+
+def test_scoring_keywords_are_exactly_trls():
+    import inspect
+
+    from trl import GRPOTrainer
+
+    from prerl_trl.trainer.trl_internals import MULTIMODAL_KEYWORDS, TEXT_KEYWORDS
+
+    params = list(inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies).parameters)
+    assert params[:5] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep"]
+    assert sorted(params[5:]) == sorted(TEXT_KEYWORDS + MULTIMODAL_KEYWORDS)
+
+
+def test_trl_logs_this_batchs_advantages_last(tiny_model_dir, tmp_path):
+    """The adapter's assumption, on TRL itself: after a generation batch, `_logs["advantages"]` ends with the
+    batch's advantages. PreRL's own batch then shows the pre-train-space ones (r - group mean, NSR filter aside)."""
+    trainer = make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path)
+    inputs = generate_batch(trainer, generation_rows(trainer))
+    logged = list(trainer._logs["advantages"])[-len(inputs["prerl_advantages"]):]
+    assert logged == inputs["prerl_advantages"].tolist()
+
+
+def test_trl_logged_advantages_tail_matches_its_batch(grpo_trainer):
+    from prerl_trl.tiny import toy_dataset
+
+    dataset = toy_dataset()
+    rows = [dataset[p] for p in range(1) for _ in range(4)]
+    grpo_trainer.model.train()
+    output = grpo_trainer._generate_and_score_completions(rows)
+    assert list(grpo_trainer._logs["advantages"])[-4:] == output["advantages"].tolist()
