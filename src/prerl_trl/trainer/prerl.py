@@ -17,6 +17,32 @@ What changes against GRPO, and where:
 vLLM's importance-sampling correction keeps comparing vLLM's sampling log-probs with the trainer's *conditional*
 log-probs (TRL computes them during generation, before we score anything in pre-train space), so the correction stays
 a correction of the sampling distribution y ~ P(.|x) in both phases.
+
+The route of one generation batch, hop by hop (pre-train phase; `(TRL)` marks a call into `grpo_trainer.py`, `[x]` the
+module of a helper; every TRL name used is in `trl_internals.py`'s table):
+
+1. (TRL) `_prepare_inputs` calls `_generate_and_score_completions(inputs)`.
+2. `_pretrain_phase(mode)` decides the phase, once per batch (DSRL: `dsrl.py`, decision in `switch.py`). A
+   `GenerationBatch` is made: mode, phase, group size.
+3. `_trl_generation_batch(inputs, batch)` runs (TRL) `_generate_and_score_completions`, which calls back
+   `_calculate_rewards` (fills `batch.rewards_per_func`, `batch.completions`: the one value that must be handed over
+   through the trainer, `_batch_in_progress`, for the length of the call) and `_get_per_token_logps_and_entropies`
+   (scoring mode `_scoring`: "skip" for the conditional old-policy pass that nothing reads).
+4. `_flag_phase_and_missing_rewards(output, batch)`: `batch.no_reward`; `prerl_active` / `prerl_no_reward` into the batch.
+5. `_log_behaviors(mode, batch.completions)` [behaviors]; `combine_rewards` [advantages].
+6. `_add_context` [pretrain_space]; `_add_pretrain_space_fields(output, batch, rewards)` [advantages]: the
+   `prerl_*` tensors, and `_marginal_logps` [compaction, pretrain_space] for old-policy / reference log-probs.
+7. Joint mode: `_apply_conditional_options(output, batch, rewards)`. `replace_logged_advantages` [trl_internals].
+8. (TRL) splits and shuffles the batch dict; everything the loss needs is in it, as tensors.
+9. `_compute_loss(model, inputs)`: the phase from `prerl_active`; `_pretrain_view` / `_compact` [compaction];
+   `_weighted_loss` runs (TRL) `_compute_loss` inside `_marginal_scoring()`, which calls back
+   `_get_per_token_logps_and_entropies` and collects the policy's log-probs for `_log_marginal_logp`.
+10. `_compute_loss` writes the phase and the no-reward flag into `_step_window`; before the optimizer step the callbacks
+    read it (`_CountStepsForCard`, `_SkipUpdateWithoutReward`).
+
+Values handed from one hook to another through the trainer: `_batch_in_progress` (step 3), `_scoring` (steps 3, 9;
+TRL calls the scorer itself, so the mode cannot be an argument) and `_step_window` (step 10, from the loss to the
+optimizer step). Everything else travels as an argument (`GenerationBatch`) or in the batch.
 """
 
 from __future__ import annotations
@@ -48,8 +74,8 @@ from ..pretrain_space import (
 )
 from ..vllm_server import check_vllm_server
 from .card import PRERL_CITATION, ModelCardMixin
-from .trl_internals import replace_logged_advantages, scoring_kwargs
-from .utils import checked_reward, override_attrs, quiet_checkpointing_deprecations
+from .trl_internals import override_attrs, replace_logged_advantages, scoring_kwargs
+from .utils import checked_reward, quiet_checkpointing_deprecations
 
 logger = logging.getLogger(__name__)
 # Loss aggregations for which dropping the rows whose loss mask is all zero changes neither loss nor gradients: their

@@ -60,10 +60,26 @@ break on Python bools and lists. The fragile reaches have adapters here: the key
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+
+@contextmanager
+def override_attrs(obj: Any, **values: Any) -> Iterator[None]:
+    """Temporarily set attributes of `obj`: how the trainers change TRL's attributes (`beta`, `entropy_coef`, ...)
+    for the length of one call of its methods, without copying them."""
+    saved = {name: getattr(obj, name) for name in values}
+    for name, value in values.items():
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(obj, name, value)
+
 
 # The keywords of GRPOTrainer._get_per_token_logps_and_entropies (TRL 1.16) beyond (model, input_ids, attention_mask,
 # logits_to_keep): the ones pre-train-space scoring passes on, and the multimodal ones it drops (they carry images,
