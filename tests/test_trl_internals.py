@@ -137,3 +137,12 @@ def test_trl_logged_advantages_tail_matches_its_batch(grpo_trainer):
     grpo_trainer.model.train()
     output = grpo_trainer._generate_and_score_completions(rows)
     assert list(grpo_trainer._logs["advantages"])[-4:] == output["advantages"].tolist()
+
+
+def test_logged_advantages_adapter_with_a_log_shorter_than_the_batch():
+    """TRL's deque holds one training generation batch; an eval batch can be larger: the last entries are compared."""
+    from prerl_trl.trainer.trl_internals import replace_logged_advantages
+
+    logs = {"advantages": collections.deque([2.0, 3.0], maxlen=2)}
+    replace_logged_advantages(logs, trl_advantages=torch.tensor([1.0, 2.0, 3.0]), used=torch.tensor([4.0, 5.0, 6.0]))
+    assert list(logs["advantages"]) == [5.0, 6.0]

@@ -114,9 +114,9 @@ def replace_logged_advantages(logs: MutableMapping[str, Any], trl_advantages: to
     (a deque), so its last `len(trl_advantages)` entries are `trl_advantages`, gathered over processes. If they are
     not (TRL logs elsewhere, later, or differently), this raises instead of overwriting other rows."""
     logged = logs["advantages"]
-    count = len(trl_advantages)
+    count = min(len(trl_advantages), getattr(logged, "maxlen", None) or len(trl_advantages))  # deque keeps its last
     tail = list(logged)[-count:] if count else []
-    expected = trl_advantages.detach().float().cpu()
+    expected = trl_advantages.detach().float().cpu()[len(trl_advantages) - count:]
     same = len(tail) == count and torch.allclose(
         torch.tensor(tail, dtype=torch.float32), expected, rtol=0.0, atol=0.0, equal_nan=True
     )
@@ -127,4 +127,4 @@ def replace_logged_advantages(logs: MutableMapping[str, Any], trl_advantages: to
         )
     for _ in range(count):
         logged.pop()
-    logged.extend(used.tolist())
+    logged.extend(used.tolist())  # a deque of maxlen < len(used) keeps the last ones, as TRL's extend did
