@@ -146,3 +146,38 @@ def test_logged_advantages_adapter_with_a_log_shorter_than_the_batch():
     logs = {"advantages": collections.deque([2.0, 3.0], maxlen=2)}
     replace_logged_advantages(logs, trl_advantages=torch.tensor([1.0, 2.0, 3.0]), used=torch.tensor([4.0, 5.0, 6.0]))
     assert list(logs["advantages"]) == [5.0, 6.0]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Package structure: what trainer/ exports, the card's step count beside the skip callback, the behaviors import
+def test_trainer_package_exports_public_names_only():
+    import importlib.util
+
+    import prerl_trl.trainer as package
+
+    assert set(package.__all__) == {"DSRLTrainer", "PreRLTrainer", "DSRL_STATE_FILE", "MetricThreshold",
+                                    "StepCriterion", "SwitchCriterion", "quiet_checkpointing_deprecations"}
+    assert importlib.util.find_spec("prerl_trl.trainer.hooks") is None  # utilities live in trainer/utils.py
+
+
+def test_skip_update_callback_does_not_count_steps_for_the_card():
+    import types
+
+    from prerl_trl.trainer import prerl
+
+    trainer = types.SimpleNamespace(_steps_run={"pre-train space": 0, "GRPO": 0}, skipped=0)
+    trainer._step_window = types.SimpleNamespace(pretrain=False, without_reward=True)
+    trainer._skip_update_without_reward = lambda: setattr(trainer, "skipped", trainer.skipped + 1)
+    prerl._SkipUpdateWithoutReward(trainer).on_pre_optimizer_step(None, None, None)
+    assert trainer.skipped == 1 and trainer._steps_run == {"pre-train space": 0, "GRPO": 0}
+    prerl._CountStepsForCard(trainer).on_pre_optimizer_step(None, None, None)
+    assert trainer._steps_run == {"pre-train space": 0, "GRPO": 1}
+
+
+def test_a_missing_behaviors_module_is_an_error_not_silence():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['prerl_trl.behaviors'] = None; import prerl_trl.trainer.prerl"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "prerl_trl.behaviors" in result.stderr
