@@ -91,13 +91,13 @@ def test_lora_reference_is_the_base_model_in_the_right_space(lora_run, tiny_mode
     context_id = AutoTokenizer.from_pretrained(tiny_model_dir).convert_tokens_to_ids("<|im_start|>")
     rows = [trainer.train_dataset[p] for p in range(2) for _ in range(8)]
     saved_step, saved_filter = trainer.state.global_step, trainer.args.prerl_sample_filter
-    saved_space, saved_switched = trainer.args.prerl_kl_space, trainer._dsrl_switched
+    saved_space, saved_switched = trainer.args.prerl_kl_space, trainer._dsrl_phase.switched
     trainer.args.prerl_sample_filter = "all"  # every rollout in the pre-train-space loss, so each one gets a reference
     trainer.args.prerl_kl_space = "pretrain"  # a KL term (and so a reference pass) in the pre-train phase too
     try:
         for step, key in ((0, "prerl_ref_per_token_logps"), (STEPS, "ref_per_token_logps")):
             trainer.state.global_step = step
-            trainer._dsrl_switched = step >= SWITCH  # back before the switch, as a fresh run would be
+            trainer._dsrl_phase.switched = step >= SWITCH  # back before the switch, as a fresh run would be
             torch.manual_seed(5)
             trainer.model.train()
             inputs = trainer._generate_and_score_completions(rows)
@@ -121,7 +121,7 @@ def test_lora_reference_is_the_base_model_in_the_right_space(lora_run, tiny_mode
             assert checked > 0
     finally:
         trainer.state.global_step, trainer.args.prerl_sample_filter = saved_step, saved_filter
-        trainer.args.prerl_kl_space, trainer._dsrl_switched = saved_space, saved_switched
+        trainer.args.prerl_kl_space, trainer._dsrl_phase.switched = saved_space, saved_switched
 
 
 def test_lora_output_is_an_adapter_that_loads_on_the_base_model(lora_run, tiny_model_dir):

@@ -86,9 +86,12 @@ def test_pretrain_space_score_of_a_chatml_rollout_equals_a_hand_computation(mode
     loss_inputs = {**batch, "prompt_ids": y[:, :0], "prompt_mask": mask[:, :0], "advantages": torch.tensor([-1.0]),
                    "prerl_advantages": torch.tensor([-1.0]), "prerl_loss_mask": mask, "prerl_num_items": mask.sum(),
                    "prerl_active": torch.tensor([1.0])}
+    seen = []  # the policy's log-probs as TRL's loss scored them, handed to the metric
+    log_marginal_logp = trainer._log_marginal_logp
+    trainer._log_marginal_logp = lambda mode, view, logps: seen.append(logps) or log_marginal_logp(mode, view, logps)
     with torch.no_grad():
         trainer._compute_loss(trainer.model, loss_inputs)
-    policy = trainer._last_marginal_logps
+    (policy,) = seen
     # By hand: one forward pass per prefix [context, y_1, ..., y_{t-1}], the log-softmax of y_t.
     frame = _hand_frame(tokenizer, conversation, context)
     expected = []

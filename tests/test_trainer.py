@@ -189,12 +189,12 @@ def test_joint_mode_gradient(tiny_model_dir, tmp_path):
 
 def test_behaviour_metrics_are_logged_from_completions(tiny_model_dir, tmp_path):
     trainer = make_trainer(PreRLTrainer, PreRLConfig, tiny_model_dir, tmp_path)
-    trainer._last_completions = [
+    completions = [
         "Wait, let me check that again.",
         [{"role": "assistant", "content": "However, we could instead use algebra."}],
         "Nothing here: awaiting results.",
     ]
-    trainer._log_behaviors("train")
+    trainer._log_behaviors("train", completions)
     metrics = trainer._metrics["train"]
     assert metrics["behaviors/reflection"][-1] == pytest.approx(2 / 3)  # "wait", "let me check"
     assert metrics["behaviors/transition"][-1] == pytest.approx(2 / 3)  # "however", "instead"

@@ -42,120 +42,136 @@ class PreRLConfig(GRPOConfig):
 
     Parameters (on top of [`~trl.GRPOConfig`]):
         prerl_sample_filter (`str`, defaults to `"negative"`):
-            Which rollouts enter the pre-train-space loss: `"negative"` (A < 0, NSR-PreRL), `"positive"` (A > 0,
-            PSR-PreRL) or `"all"`.
+            Which rollouts enter the pre-train-space loss: `"negative"` (advantage < 0, NSR-PreRL), `"positive"`
+            (advantage > 0, PSR-PreRL) or `"all"`. Excluded rollouts leave the loss numerator and its token denominator.
         prerl_context (`str`, defaults to `"token"`):
             What the response is scored after in pre-train space: `"token"` (one token, `prerl_context_token`; the
             paper's), `"chat_frame"` (the prompt's system turn(s), an empty user turn and the generation prompt,
-            rendered by the chat template) or `"chat_frame_history"` (every turn before the question, then an empty
-            user turn and the generation prompt). The frames need conversational prompts and never hold the question.
+            rendered by the chat template) or `"chat_frame_history"` (every turn before the question, then an empty user
+            turn and the generation prompt). The frames need conversational prompts and never hold the question.
         prerl_context_token (`str` or `None`, defaults to `None`):
-            The single token the response is scored after when `prerl_context="token"`. `None` picks the BOS token,
-            else `<|im_start|>` when the vocabulary has it, else the EOS token.
+            The single token the response is scored after when `prerl_context="token"`. `None` picks the BOS token, else
+            `<|im_start|>` when the vocabulary has it, else the EOS token.
         prerl_loss_coef (`float`, defaults to `0.01`):
-            Multiplies the pre-train-space loss.
+            Coefficient of the pre-train-space loss (0.01 in the paper's reference code).
         prerl_learning_rate_scale (`float`, defaults to `1.0`):
-            Multiplies the learning rate of the optimizer steps taken in pre-train space (DSRL: the NSR-PreRL
-            warm-up), on top of the scheduler's; the GRPO steps keep the scheduler's rate. Under Adam the loss scale
+            Multiplies the learning rate of the optimizer steps taken in pre-train space (DSRL: the NSR-PreRL warm-up),
+            on top of the scheduler's; the GRPO steps keep the scheduler's rate. Under Adam the loss scale
             (`prerl_loss_coef`) mostly cancels, so this is what sets how far those steps move the weights.
         prerl_scale_rewards (`str`, defaults to `"none"`):
-            Std normalisation of pre-train-space advantages: `"none"`, `"group"` or `"batch"`.
+            Std normalisation of the pre-train-space advantages A = r - group mean: `"none"` (the paper's), `"group"` or
+            `"batch"`.
         rl_loss_coef (`float`, defaults to `0.0`):
-            Above 0, joint mode: `rl_loss_coef` x conditional GRPO loss + `prerl_loss_coef` x pre-train-space loss.
+            Coefficient of the conditional GRPO loss (on log P(y|x)) during the pre-train phase. `0` (default):
+            pre-train space only. Above 0: joint mode, `rl_loss_coef` x conditional loss + `prerl_loss_coef` x
+            pre-train-space loss, two forward passes per batch.
         rl_sample_filter (`str`, defaults to `"all"`):
-            Which rollouts enter the conditional loss: `"all"`, `"negative"` (NSR-RL) or `"positive"` (PSR-RL).
+            Which rollouts enter the conditional loss: `"all"` (standard GRPO), `"negative"` (NSR-RL) or `"positive"`
+            (PSR-RL).
         prerl_advantage_estimator (`str`, defaults to `"group_mean"`):
-            Advantages of the pre-train-space loss: `"group_mean"` (r - group mean), `"nsr"` (-1 for wrong answers, 0
-            for right ones) or `"w_reinforce"` (+`w_reinforce_positive_weight` / -1).
+            Advantages of the pre-train-space loss: `"group_mean"` (r - group mean, the paper's), `"nsr"` (-1 for wrong
+            answers, 0 for right ones) or `"w_reinforce"` (+`w_reinforce_positive_weight` for right answers, -1 for
+            wrong ones).
         rl_advantage_estimator (`str`, defaults to `"group_mean"`):
             Advantages of the conditional loss: `"group_mean"` (TRL's GRPO advantages), `"nsr"` or `"w_reinforce"`.
         w_reinforce_positive_weight (`float`, defaults to `0.1`):
-            W-REINFORCE's advantage of a right answer.
+            W-REINFORCE's advantage of a right answer (0.1 in Zhu et al. 2025).
         prerl_kl_space (`str`, defaults to `"conditional"`):
-            With `beta > 0`: `"conditional"` (the authors' code: the KL term is on log P(y|x) only, so there is none
-            in the pre-train phase) or `"pretrain"` (the pre-train-space loss has a KL term on log P(y) against the
+            With `beta > 0`: `"conditional"` (the authors' code: the KL term is on log P(y|x) only, so there is none in
+            the pre-train phase) or `"pretrain"` (the pre-train-space loss has a KL term on log P(y) against the
             reference model scored in pre-train space).
     """
 
     prerl_sample_filter: str = field(
         default="negative",
         metadata={
-            "help": "Which rollouts enter the pre-train-space loss: 'negative' (advantage < 0, NSR-PreRL), "
-            "'positive' (advantage > 0, PSR-PreRL) or 'all'. Excluded rollouts leave the loss numerator and its "
-            "token denominator."
+            "help": 'Which rollouts enter the pre-train-space loss: `"negative"` (advantage < 0, NSR-PreRL), '
+            '`"positive"` (advantage > 0, PSR-PreRL) or `"all"`. Excluded rollouts leave the loss '
+            "numerator and its token denominator."
         },
     )
     prerl_context: str = field(
         default="token",
         metadata={
-            "help": "What the response is scored after in pre-train space: 'token' (one token, prerl_context_token; "
-            "the paper's), 'chat_frame' (the prompt's system turn(s), an empty user turn and the generation prompt, "
-            "rendered by the chat template) or 'chat_frame_history' (every turn before the question, then an empty "
-            "user turn and the generation prompt). The frames need conversational prompts and never hold the question."
+            "help": 'What the response is scored after in pre-train space: `"token"` (one token, '
+            "`prerl_context_token`; the paper's), `\"chat_frame\"` (the prompt's system turn(s), an "
+            "empty user turn and the generation prompt, rendered by the chat template) or "
+            '`"chat_frame_history"` (every turn before the question, then an empty user turn and the '
+            "generation prompt). The frames need conversational prompts and never hold the question."
         },
     )
     prerl_context_token: str | None = field(
         default=None,
         metadata={
-            "help": "The single token the response is scored after when prerl_context='token'. None: the BOS token, "
-            "else '<|im_start|>' when the vocabulary has it, else the EOS token."
+            "help": 'The single token the response is scored after when `prerl_context="token"`. `None` picks'
+            " the BOS token, else `<|im_start|>` when the vocabulary has it, else the EOS token."
         },
     )
     prerl_loss_coef: float = field(
         default=0.01,
-        metadata={"help": "Coefficient of the pre-train-space loss (0.01 in the paper's reference code)."},
+        metadata={
+            "help": "Coefficient of the pre-train-space loss (0.01 in the paper's reference code)."
+        },
     )
     prerl_learning_rate_scale: float = field(
         default=1.0,
         metadata={
-            "help": "Multiplies the learning rate of the optimizer steps taken in pre-train space (DSRL: the NSR-PreRL "
-            "warm-up), on top of the scheduler's; the GRPO steps keep the scheduler's rate. Under Adam the loss scale "
-            "(prerl_loss_coef) mostly cancels, so this is what sets how far those steps move the weights."
+            "help": "Multiplies the learning rate of the optimizer steps taken in pre-train space (DSRL: the "
+            "NSR-PreRL warm-up), on top of the scheduler's; the GRPO steps keep the scheduler's rate."
+            " Under Adam the loss scale (`prerl_loss_coef`) mostly cancels, so this is what sets how "
+            "far those steps move the weights."
         },
     )
     prerl_scale_rewards: str = field(
         default="none",
         metadata={
-            "help": "Std normalisation of the pre-train-space advantages A = r - group mean: 'none' (paper), "
-            "'group' or 'batch'."
+            "help": 'Std normalisation of the pre-train-space advantages A = r - group mean: `"none"` (the '
+            "paper's), `\"group\"` or `\"batch\"`."
         },
     )
     rl_loss_coef: float = field(
         default=0.0,
         metadata={
-            "help": "Weight of the conditional GRPO loss on log P(y|x) during the pre-train phase. 0 (default): "
-            "pre-train space only. Above 0: joint mode, two forward passes per batch."
+            "help": "Coefficient of the conditional GRPO loss (on log P(y|x)) during the pre-train phase. `0`"
+            " (default): pre-train space only. Above 0: joint mode, `rl_loss_coef` x conditional loss"
+            " + `prerl_loss_coef` x pre-train-space loss, two forward passes per batch."
         },
     )
     rl_sample_filter: str = field(
         default="all",
         metadata={
-            "help": "Which rollouts enter the conditional loss: 'all' (standard GRPO), 'negative' (NSR-RL) or "
-            "'positive' (PSR-RL)."
+            "help": 'Which rollouts enter the conditional loss: `"all"` (standard GRPO), `"negative"` '
+            '(NSR-RL) or `"positive"` (PSR-RL).'
         },
     )
 
     prerl_advantage_estimator: str = field(
         default="group_mean",
         metadata={
-            "help": "Advantages of the pre-train-space loss: 'group_mean' (r - group mean, the paper), 'nsr' (-1 for "
-            "wrong answers, 0 for right ones) or 'w_reinforce' (+w_reinforce_positive_weight for right, -1 for wrong)."
+            "help": "Advantages of the pre-train-space loss: `\"group_mean\"` (r - group mean, the paper's), "
+            '`"nsr"` (-1 for wrong answers, 0 for right ones) or `"w_reinforce"` '
+            "(+`w_reinforce_positive_weight` for right answers, -1 for wrong ones)."
         },
     )
     rl_advantage_estimator: str = field(
         default="group_mean",
-        metadata={"help": "Advantages of the conditional loss: 'group_mean' (TRL's GRPO advantages), 'nsr' or "
-                  "'w_reinforce'."},
+        metadata={
+            "help": "Advantages of the conditional loss: `\"group_mean\"` (TRL's GRPO advantages), `\"nsr\"` or "
+            '`"w_reinforce"`.'
+        },
     )
     w_reinforce_positive_weight: float = field(
         default=0.1,
-        metadata={"help": "W-REINFORCE's advantage of a right answer (0.1 in Zhu et al. 2025)."},
+        metadata={
+            "help": "W-REINFORCE's advantage of a right answer (0.1 in Zhu et al. 2025)."
+        },
     )
     prerl_kl_space: str = field(
         default="conditional",
         metadata={
-            "help": "With beta > 0: 'conditional' (the authors' code: KL on log P(y|x) only, none in the pre-train "
-            "phase) or 'pretrain' (a KL term on log P(y) in the pre-train-space loss)."
+            "help": "With `beta > 0`: `\"conditional\"` (the authors' code: the KL term is on log P(y|x) only, "
+            'so there is none in the pre-train phase) or `"pretrain"` (the pre-train-space loss has a'
+            " KL term on log P(y) against the reference model scored in pre-train space)."
         },
     )
 
@@ -201,28 +217,37 @@ class DSRLConfig(PreRLConfig):
 
     Parameters (on top of [`PreRLConfig`]):
         dsrl_switch_step (`int`, defaults to `20`):
-            First optimizer step of the GRPO phase. A generation batch is scored in one space only: the switch
-            happens at the first generation batch that starts at or after this step.
+            First optimizer step of the GRPO phase (10 to 25 recommended; the paper uses 20). A generation batch is
+            scored in one space only: the switch happens at the first generation batch that starts at or after this
+            step. `DSRLTrainer(switch_criterion=...)` replaces this rule.
         dsrl_sync_ref_at_switch (`bool`, defaults to `True`):
-            Copy the policy into the reference model at the switch (when there is a reference model).
+            Copy the policy weights into the reference model at the switch (when there is a reference model and `beta >
+            0`).
         dsrl_reset_optimizer (`bool`, defaults to `False`):
-            Reset the optimizer state at the switch.
+            Reset the optimizer state at the switch (the paper keeps it).
     """
 
     dsrl_switch_step: int = field(
         default=20,
         metadata={
-            "help": "Optimizer step at which DSRL switches from NSR-PreRL to standard GRPO (10 to 25 recommended). "
-            "The switch happens at the first generation batch starting at or after this step."
+            "help": "First optimizer step of the GRPO phase (10 to 25 recommended; the paper uses 20). A "
+            "generation batch is scored in one space only: the switch happens at the first generation"
+            " batch that starts at or after this step. `DSRLTrainer(switch_criterion=...)` replaces "
+            "this rule."
         },
     )
     dsrl_sync_ref_at_switch: bool = field(
         default=True,
-        metadata={"help": "Copy the policy weights into the reference model at the switch (when beta > 0)."},
+        metadata={
+            "help": "Copy the policy weights into the reference model at the switch (when there is a "
+            "reference model and `beta > 0`)."
+        },
     )
     dsrl_reset_optimizer: bool = field(
         default=False,
-        metadata={"help": "Reset the optimizer state at the switch (the paper keeps it)."},
+        metadata={
+            "help": "Reset the optimizer state at the switch (the paper keeps it)."
+        },
     )
 
     def __post_init__(self) -> None:

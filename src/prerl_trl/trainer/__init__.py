@@ -1,16 +1,18 @@
-"""PreRLTrainer and DSRLTrainer: thin hooks on TRL's GRPOTrainer (`prerl.py`, `dsrl.py`), their model card
-(`card.py`) and small helpers (`hooks.py`)."""
+"""PreRLTrainer and DSRLTrainer: thin hooks on TRL's GRPOTrainer (`prerl.py`, `dsrl.py`), the DSRL phase and its switch
+criteria (`switch.py`), their model card (`card.py`), every reach into TRL's internals (`trl_internals.py`) and small
+helpers (`utils.py`). Only the public names are exported here."""
 
-from .card import PRERL_CITATION
 from .dsrl import DSRL_STATE_FILE, DSRLTrainer
-from .hooks import quiet_checkpointing_deprecations
-from .prerl import ROW_EXACT_LOSS_TYPES, PreRLTrainer
+from .prerl import PreRLTrainer
+from .switch import MetricThreshold, StepCriterion, SwitchCriterion
+from .utils import quiet_checkpointing_deprecations
 
 __all__ = [
     "DSRL_STATE_FILE",
-    "PRERL_CITATION",
-    "ROW_EXACT_LOSS_TYPES",
     "DSRLTrainer",
+    "MetricThreshold",
     "PreRLTrainer",
+    "StepCriterion",
+    "SwitchCriterion",
     "quiet_checkpointing_deprecations",
 ]

@@ -1,4 +1,5 @@
-"""DSRLTrainer: NSR-PreRL for `dsrl_switch_step` optimizer steps, then standard GRPO; its switch, resume and reset."""
+"""DSRLTrainer: NSR-PreRL until its switch criterion holds (by default `dsrl_switch_step` optimizer steps), then
+standard GRPO; the switch (performed here), resume and reset. The decision is `switch.py`'s."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from trl.trainer.callbacks import SyncRefModelCallback
 
 from ..config import DSRLConfig, PreRLConfig
 from .prerl import PreRLTrainer
+from .switch import DSRLPhase, StepCriterion, SwitchCriterion
 
 logger = logging.getLogger(__name__)
 DSRL_STATE_FILE = "dsrl_state.json"
@@ -25,8 +27,11 @@ class _WarnWithoutSwitch(TrainerCallback):
         self.trainer = trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
-        switch = self.trainer.args.dsrl_switch_step
-        if state.max_steps <= switch and not self.trainer._dsrl_switched_before_resume:
+        phase = self.trainer._dsrl_phase
+        if not isinstance(phase.criterion, StepCriterion):
+            return
+        switch = phase.criterion.switch_step
+        if state.max_steps <= switch and not phase.switched_before_resume:
             message = (
                 f"DSRL: this run has {state.max_steps} optimizer steps, and dsrl_switch_step={switch}: it never "
                 "switches to GRPO and trains NSR-PreRL only. Raise max_steps / num_train_epochs or lower "
@@ -42,41 +47,52 @@ class DSRLTrainer(PreRLTrainer):
     carried in the batch: with `steps_per_generation > 1` or `num_iterations > 1` the switch happens at the first
     generation batch that starts at or after `dsrl_switch_step`. At the switch the reference model is re-synced to the
     policy (`dsrl_sync_ref_at_switch`) and the optimizer state can be reset (`dsrl_reset_optimizer`).
+
+    `switch_criterion` (keyword argument) replaces the step rule by another criterion (see `trainer/switch.py`), e.g.
+    `MetricThreshold("reward", 0.6)`; it must decide the same on every process.
     """
 
     _tag_names = ["trl", "grpo", "prerl", "dsrl"]
     _name = "DSRL"
     _config_class = DSRLConfig
 
-    def __init__(self, model, reward_funcs=None, args: DSRLConfig | None = None, **kwargs: Any) -> None:
+    def __init__(self, model, reward_funcs=None, args: DSRLConfig | None = None,
+                 switch_criterion: SwitchCriterion | None = None, **kwargs: Any) -> None:
         super().__init__(model, reward_funcs, args=args, **kwargs)
-        self._dsrl_switched = False
-        self._dsrl_switched_before_resume = False
-        self._dsrl_switched_at: int | None = None  # the optimizer step of the switch, once it happened
+        self._dsrl_phase = DSRLPhase(switch_criterion or StepCriterion(self.args.dsrl_switch_step))
         self.add_callback(_WarnWithoutSwitch(self))
 
     def _check_options(self, args: PreRLConfig) -> None:
-        """Every GRPOConfig option is accepted: the GRPO phase honours it, the NSR-PreRL phase uses the paper's loss."""
+        """Every GRPOConfig option is accepted (the GRPO phase honours it, the NSR-PreRL phase uses the paper's loss),
+        but one combination: joint mode scales TRL's `entropy_coef` by 1 / rl_loss_coef for the length of TRL's loss,
+        and TRL's adaptive controller updates `entropy_coef` inside that loss, where the update (clamped to
+        entropy_coef_min / max in the scaled space) cannot be mapped back exactly."""
+        if args.use_adaptive_entropy and args.rl_loss_coef not in (0.0, 1.0):
+            raise ValueError(
+                f"use_adaptive_entropy=True with rl_loss_coef={args.rl_loss_coef} is not supported by "
+                f"{type(self).__name__}: joint mode runs TRL's conditional loss with entropy_coef / rl_loss_coef, so "
+                "that the bonus is counted once and unscaled, and the adaptive controller's update inside that loss "
+                "would be lost. Use rl_loss_coef 0 or 1, or a fixed entropy_coef."
+            )
 
-    def _pretrain_phase(self) -> bool:
-        # A phase never goes back: a run resumed after its switch stays in GRPO, whatever dsrl_switch_step says now.
-        if self._dsrl_switched or self._dsrl_switched_before_resume:
-            return False
-        return self.state.global_step < self.args.dsrl_switch_step
+    def _pretrain_phase(self, mode: str) -> bool:
+        """Decided once per generation batch, before generation; in training, a decision to leave pre-train space is
+        performed at once (`_switch_to_grpo`). Evaluation reads the phase without switching."""
+        pretrain = self._dsrl_phase.decide(self)
+        if mode == "train" and not pretrain and not self._dsrl_phase.switched:
+            self._switch_to_grpo()
+        return pretrain
 
-    def _on_generation_batch(self, pretrain: bool, mode: str) -> None:
-        if mode != "train":
-            return
-        if pretrain or self._dsrl_switched:
-            return
-        self._dsrl_switched = True
+    def _switch_to_grpo(self) -> None:
+        """Perform the switch (or, resumed after it, re-enter GRPO): announce it, re-sync the reference, reset the
+        optimizer state (a fresh switch only)."""
         step = self.state.global_step
-        fresh_switch = not self._dsrl_switched_before_resume
+        fresh_switch = self._dsrl_phase.mark_switched(step)
         if fresh_switch:
-            self._dsrl_switched_at = step
             self._announce(f"DSRL: switching from NSR-PreRL (log P(y)) to GRPO (log P(y|x)) at optimizer step {step}")
         else:
-            at = "" if self._dsrl_switched_at is None else f" at optimizer step {self._dsrl_switched_at}"
+            switched_at = self._dsrl_phase.switched_at
+            at = "" if switched_at is None else f" at optimizer step {switched_at}"
             self._announce(
                 f"DSRL: resumed at optimizer step {step}, in the GRPO phase: the run switched from NSR-PreRL to GRPO{at}, "
                 "before the checkpoint."
@@ -101,8 +117,7 @@ class DSRLTrainer(PreRLTrainer):
         if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             with open(os.path.join(folder, DSRL_STATE_FILE), "w") as f:
-                json.dump({"switched": self._dsrl_switched, "switched_at": self._dsrl_switched_at,
-                           "dsrl_switch_step": self.args.dsrl_switch_step}, f)
+                json.dump(self._dsrl_phase.state_dict(), f)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -110,13 +125,14 @@ class DSRLTrainer(PreRLTrainer):
         if path is not None and os.path.exists(path):
             with open(path) as f:
                 saved = json.load(f)
-            self._dsrl_switched_before_resume = bool(saved["switched"])
-            self._dsrl_switched_at = saved.get("switched_at")  # absent in checkpoints of versions before 0.2
-            if self._dsrl_switched_before_resume and saved.get("dsrl_switch_step") != self.args.dsrl_switch_step:
+            self._dsrl_phase.load_state_dict(saved)
+            criterion = self._dsrl_phase.criterion
+            if (self._dsrl_phase.switched_before_resume and isinstance(criterion, StepCriterion)
+                    and saved.get("dsrl_switch_step") != criterion.switch_step):
                 logger.warning(
                     "This checkpoint was saved after the DSRL switch (dsrl_switch_step=%s); the run stays in GRPO "
                     "although dsrl_switch_step=%s now: a phase never goes back.",
-                    saved.get("dsrl_switch_step"), self.args.dsrl_switch_step,
+                    saved.get("dsrl_switch_step"), criterion.switch_step,
                 )
 
     def _announce(self, message: str) -> None:

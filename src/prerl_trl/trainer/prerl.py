@@ -17,6 +17,32 @@ What changes against GRPO, and where:
 vLLM's importance-sampling correction keeps comparing vLLM's sampling log-probs with the trainer's *conditional*
 log-probs (TRL computes them during generation, before we score anything in pre-train space), so the correction stays
 a correction of the sampling distribution y ~ P(.|x) in both phases.
+
+The route of one generation batch, hop by hop (pre-train phase; `(TRL)` marks a call into `grpo_trainer.py`, `[x]` the
+module of a helper; every TRL name used is in `trl_internals.py`'s table):
+
+1. (TRL) `_prepare_inputs` calls `_generate_and_score_completions(inputs)`.
+2. `_pretrain_phase(mode)` decides the phase, once per batch (DSRL: `dsrl.py`, decision in `switch.py`). A
+   `GenerationBatch` is made: mode, phase, group size.
+3. `_trl_generation_batch(inputs, batch)` runs (TRL) `_generate_and_score_completions`, which calls back
+   `_calculate_rewards` (fills `batch.rewards_per_func`, `batch.completions`: the one value that must be handed over
+   through the trainer, `_batch_in_progress`, for the length of the call) and `_get_per_token_logps_and_entropies`
+   (scoring mode `_scoring`: "skip" for the conditional old-policy pass that nothing reads).
+4. `_flag_phase_and_missing_rewards(output, batch)`: `batch.no_reward`; `prerl_active` / `prerl_no_reward` into the batch.
+5. `_log_behaviors(mode, batch.completions)` [behaviors]; `combine_rewards` [advantages].
+6. `_add_context` [pretrain_space]; `_add_pretrain_space_fields(output, batch, rewards)` [advantages]: the
+   `prerl_*` tensors, and `_marginal_logps` [compaction, pretrain_space] for old-policy / reference log-probs.
+7. Joint mode: `_apply_conditional_options(output, batch, rewards)`. `replace_logged_advantages` [trl_internals].
+8. (TRL) splits and shuffles the batch dict; everything the loss needs is in it, as tensors.
+9. `_compute_loss(model, inputs)`: the phase from `prerl_active`; `_pretrain_view` / `_compact` [compaction];
+   `_weighted_loss` runs (TRL) `_compute_loss` inside `_marginal_scoring()`, which calls back
+   `_get_per_token_logps_and_entropies` and collects the policy's log-probs for `_log_marginal_logp`.
+10. `_compute_loss` writes the phase and the no-reward flag into `_step_window`; before the optimizer step the callbacks
+    read it (`_CountStepsForCard`, `_SkipUpdateWithoutReward`).
+
+Values handed from one hook to another through the trainer: `_batch_in_progress` (step 3), `_scoring` (steps 3, 9;
+TRL calls the scorer itself, so the mode cannot be an argument) and `_step_window` (step 10, from the loss to the
+optimizer step). Everything else travels as an argument (`GenerationBatch`) or in the batch.
 """
 
 from __future__ import annotations
@@ -26,6 +52,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,6 +62,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
 from ..advantages import combine_rewards, estimate_advantages, sample_filter_mask
+from ..behaviors import behavior_metrics
 from ..compaction import compact_batch, even_chunks, kept_rows, pad_rows, scatter_rows
 from ..config import PreRLConfig
 from ..guards import NonFiniteGuard
@@ -46,12 +74,67 @@ from ..pretrain_space import (
 )
 from ..vllm_server import check_vllm_server
 from .card import PRERL_CITATION, ModelCardMixin
-from .hooks import checked_reward, override_attrs, quiet_checkpointing_deprecations
+from .trl_internals import override_attrs, replace_logged_advantages, scoring_kwargs
+from .utils import checked_reward, quiet_checkpointing_deprecations
 
 logger = logging.getLogger(__name__)
 # Loss aggregations for which dropping the rows whose loss mask is all zero changes neither loss nor gradients: their
 # denominators count kept tokens only (per micro-batch for bnpo, over the batch for dapo / cispo).
 ROW_EXACT_LOSS_TYPES = ("dapo", "bnpo", "cispo")
+
+
+@dataclass
+class GenerationBatch:
+    """What one generation batch's hooks learn and the later ones need, passed as an argument from hook to hook.
+
+    Built in `_generate_and_score_completions` before TRL's generation; `_calculate_rewards` (called by TRL inside it)
+    fills `rewards_per_func` and `completions`. What the loss needs travels on in the batch dict as tensors
+    (`prerl_active`, `prerl_no_reward`, ...), since TRL splits and shuffles that dict before `_compute_loss`.
+    """
+
+    mode: str  # "train" or "eval"
+    pretrain: bool  # the phase: scored in pre-train space (NSR-PreRL / PreRL), or GRPO's
+    num_generations: int  # the group size
+    rewards_per_func: torch.Tensor | None = None  # (rows of all processes, reward functions), NaN for None
+    completions: list | None = None  # this process's completions (texts or message lists)
+    rows: slice = field(default_factory=lambda: slice(0))  # this process's rows in tensors gathered over processes
+    no_reward: bool = False  # every reward of the batch is None
+
+    @property
+    def rewards(self) -> torch.Tensor:
+        """Not yet weighted: see `combine_rewards`."""
+        assert self.rewards_per_func is not None, "read before TRL's _calculate_rewards ran"
+        return self.rewards_per_func
+
+
+@dataclass
+class _Scoring:
+    """How `_get_per_token_logps_and_entropies` scores now. TRL calls that method itself (generation, loss), so this
+    cannot be an argument: it is set for the length of a call (`_marginal_scoring`, `_trl_generation_batch`).
+    `conditional`: TRL's log P(y|x); `marginal`: log P(y | context), the log-probs kept in `logps`; `skip`: TRL's
+    conditional old-policy pass that nothing reads (zeros, no forward)."""
+
+    kind: str = "conditional"
+    logps: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class _StepWindow:
+    """Written by `_compute_loss` on each micro-batch, read by the callbacks before the optimizer step that ends the
+    gradient-accumulation window (the only values that travel from the loss to the optimizer step)."""
+
+    pretrain: bool = True  # the phase of the window's last micro-batch
+    without_reward: bool = True  # no micro-batch of the window had a reward (pre-train phase)
+
+
+class _CountStepsForCard(TrainerCallback):
+    """Counts the optimizer steps of each phase, for the model card."""
+
+    def __init__(self, trainer: PreRLTrainer) -> None:
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer._steps_run["pre-train space" if self.trainer._step_window.pretrain else "GRPO"] += 1
 
 
 class _SkipUpdateWithoutReward(TrainerCallback):
@@ -61,7 +144,6 @@ class _SkipUpdateWithoutReward(TrainerCallback):
         self.trainer = trainer
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.trainer._steps_run["pre-train space" if self.trainer._last_pretrain else "GRPO"] += 1
         self.trainer._skip_update_without_reward()
 
 
@@ -113,25 +195,20 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         if args.prerl_context != "token" and len(columns) and "prompt" in columns and len(self.train_dataset):
             self._pretrain_context.ids(self.train_dataset[0]["prompt"])  # plain-text prompts fail here, not mid-run
         self._applied_learning_rate: float | None = None
-        self._score_marginal = False
-        self._skip_conditional_pass = False
-        self._last_marginal_logps: torch.Tensor | None = None
-        self._last_rewards_per_func: torch.Tensor | None = None
-        self._last_completions: list | None = None
-        self._window_without_reward = True
-        self._last_pretrain = True
+        self._scoring = _Scoring()
+        self._batch_in_progress: GenerationBatch | None = None  # only while TRL makes a batch: _calculate_rewards
+        self._step_window = _StepWindow()
         self._steps_run = {"pre-train space": 0, "GRPO": 0}  # optimizer steps of this run, for the model card
+        self.add_callback(_CountStepsForCard(self))
         self.add_callback(_SkipUpdateWithoutReward(self))
         self.reward_funcs = [checked_reward(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names, strict=True)]
 
     # ----------------------------------------------------------------------------------------------------------------
     # Phase
-    def _pretrain_phase(self) -> bool:
-        """Whether the generation batch being made now is scored in pre-train space. PreRL: always."""
+    def _pretrain_phase(self, mode: str) -> bool:
+        """Whether the generation batch being made now is scored in pre-train space: called once per generation
+        batch, before generation (DSRL decides and performs its switch here). PreRL: always."""
         return True
-
-    def _on_generation_batch(self, pretrain: bool, mode: str) -> None:
-        """Called once per generation batch, before generation. DSRL performs its switch here."""
 
     # ----------------------------------------------------------------------------------------------------------------
     # Construction-time checks
@@ -160,27 +237,26 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
     # ----------------------------------------------------------------------------------------------------------------
     # Scoring in pre-train space
     @contextmanager
-    def _marginal_scoring(self) -> Iterator[None]:
-        with override_attrs(self, _score_marginal=True):
-            yield
+    def _marginal_scoring(self) -> Iterator[_Scoring]:
+        """Score in pre-train space inside this block; yields the `_Scoring` whose `logps` collects what was scored."""
+        scoring = _Scoring("marginal")
+        with override_attrs(self, _scoring=scoring):
+            yield scoring
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
-        if self._skip_conditional_pass:
+        scoring = self._scoring
+        if scoring.kind == "skip":
             # TRL's conditional old-policy pass, which nothing reads in this batch: skip the forward.
             return input_ids.new_zeros((input_ids.size(0), logits_to_keep), dtype=torch.float32), None, None
-        if not self._score_marginal:
+        if scoring.kind == "conditional":
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
             )
         # `input_ids` is already `[context] + completion` (the loss's view, or `_marginal_logps`).
-        multimodal = [k for k, v in kwargs.items() if k not in ("batch_size", "compute_entropy", "compute_aux_loss")]
-        if any(kwargs[k] is not None for k in multimodal):
-            raise ValueError("Pre-train-space scoring got multimodal inputs; PreRL supports text-only models.")
-        kwargs = {k: v for k, v in kwargs.items() if k not in multimodal}
         logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+            model, input_ids, attention_mask, logits_to_keep, *args, **scoring_kwargs(kwargs)
         )
-        self._last_marginal_logps = logps.detach()
+        scoring.logps.append(logps.detach())
         return logps, entropies, aux_loss
 
     @torch.no_grad()
@@ -232,39 +308,44 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
     # Generation batch
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._last_rewards_per_func = rewards_per_func
-        self._last_completions = completions
+        if self._batch_in_progress is not None:  # called by TRL inside `_trl_generation_batch`
+            self._batch_in_progress.rewards_per_func = rewards_per_func
+            self._batch_in_progress.completions = completions
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
         """TRL's generation batch, then: the phase and no-reward flags, the pre-train-space fields (pre-train phase)
         and the conditional-loss options (GRPO phase, or joint mode)."""
         mode = "train" if self.model.training else "eval"
-        pretrain = self._pretrain_phase()
-        self._on_generation_batch(pretrain, mode)
-        output = self._trl_generation_batch(inputs, pretrain)
-        no_reward = self._flag_phase_and_missing_rewards(output, pretrain)
-        self._log_behaviors(mode)
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
-        rewards = combine_rewards(self._last_rewards_per_func, self.reward_weights)
-        rows = self._local_rows(output["completion_ids"].size(0))
-        if pretrain:
+        batch = GenerationBatch(mode, self._pretrain_phase(mode), num_generations)
+        output = self._trl_generation_batch(inputs, batch)
+        trl_advantages = self.accelerator.gather(output["advantages"])
+        batch.rows = self._local_rows(output["completion_ids"].size(0))
+        self._flag_phase_and_missing_rewards(output, batch)
+        self._log_behaviors(mode, batch.completions)
+        rewards = combine_rewards(batch.rewards, self.reward_weights)
+        used = None  # the advantages of the loss, all processes, when they are not TRL's
+        if batch.pretrain:
             self._add_context(output, [x["prompt"] for x in inputs])
-            self._add_pretrain_space_fields(output, mode, rewards, num_generations, rows, no_reward)
-        if not pretrain or self.args.rl_loss_coef > 0:
-            self._apply_conditional_options(output, mode, rewards, num_generations, rows, pretrain,
-                                            skip_no_reward=no_reward and pretrain)
+            used = self._add_pretrain_space_fields(output, batch, rewards)
+        if not batch.pretrain or self.args.rl_loss_coef > 0:
+            conditional = self._apply_conditional_options(output, batch, rewards)
+            used = conditional if used is None else used
+        if used is not None:  # the completions table shows the advantages the loss used
+            replace_logged_advantages(self._logs, trl_advantages, used)
         return output
 
-    def _trl_generation_batch(self, inputs, pretrain: bool) -> dict[str, Any]:
+    def _trl_generation_batch(self, inputs, batch: GenerationBatch) -> dict[str, Any]:
         """GRPOTrainer's generation, rewards and conditional advantages. In the pre-train phase alone (no joint mode),
         the conditional reference log-probs would be thrown away, so TRL skips them (beta 0 for the call), and the
         conditional old-policy pass is skipped too unless vLLM's importance-sampling correction reads it."""
-        pretrain_only = pretrain and self.args.rl_loss_coef == 0
+        pretrain_only = batch.pretrain and self.args.rl_loss_coef == 0
         vllm_correction = self.use_vllm and self.vllm_importance_sampling_correction
         skip_conditional_old = pretrain_only and not vllm_correction
         overrides: dict[str, Any] = {"beta": 0.0} if pretrain_only else {}
-        with override_attrs(self, _skip_conditional_pass=skip_conditional_old, **overrides):
+        scoring = _Scoring("skip" if skip_conditional_old else "conditional")
+        with override_attrs(self, _scoring=scoring, _batch_in_progress=batch, **overrides):
             output = super()._generate_and_score_completions(inputs)
         if skip_conditional_old:
             output.pop("old_per_token_logps", None)
@@ -274,12 +355,13 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         """This process's rows in tensors gathered over processes (rewards, advantages)."""
         return slice(self.accelerator.process_index * batch, (self.accelerator.process_index + 1) * batch)
 
-    def _flag_phase_and_missing_rewards(self, output: dict[str, Any], pretrain: bool) -> bool:
+    def _flag_phase_and_missing_rewards(self, output: dict[str, Any], state: GenerationBatch) -> None:
         """Carry the batch's phase (`prerl_active`) and whether it is skipped for want of any reward
         (`prerl_no_reward`, pre-train phase only: in the GRPO phase such a batch is left to TRL, exactly as
-        GRPOTrainer handles it). Returns whether every reward of the batch is None."""
+        GRPOTrainer handles it). Sets `state.no_reward`: whether every reward of the batch is None."""
         batch, device = output["completion_ids"].size(0), output["completion_ids"].device
-        no_reward = bool(torch.isnan(self._last_rewards_per_func).all())
+        no_reward = state.no_reward = bool(torch.isnan(state.rewards).all())
+        pretrain = state.pretrain
         if no_reward and pretrain:
             warnings.warn(
                 f"Every reward in this batch is None (step {self.state.global_step}): the batch is skipped, it "
@@ -289,7 +371,6 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
             )
         output["prerl_active"] = torch.full((batch,), float(pretrain), device=device)
         output["prerl_no_reward"] = torch.full((batch,), float(no_reward and pretrain), device=device)
-        return no_reward
 
     def _add_context(self, output: dict[str, Any], prompts: list[Any]) -> None:
         """Each row's pre-train-space context (`prerl_context_ids`, left-padded, and `prerl_context_mask`)."""
@@ -297,21 +378,22 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._context_token_id
         output["prerl_context_ids"], output["prerl_context_mask"] = self._pretrain_context.batch(prompts, pad, device)
 
-    def _add_pretrain_space_fields(self, output: dict[str, Any], mode: str, rewards: torch.Tensor,
-                                   num_generations: int, rows: slice, no_reward: bool) -> None:
+    def _add_pretrain_space_fields(self, output: dict[str, Any], batch: GenerationBatch,
+                                   rewards: torch.Tensor) -> torch.Tensor:
         """Pre-train-space advantages (r - group mean), the sample-filter loss mask and its token count, and the
-        old-policy and reference log-probs scored in pre-train space when the loss needs them."""
+        old-policy and reference log-probs scored in pre-train space when the loss needs them. Returns the advantages
+        (all processes)."""
+        mode, rows = batch.mode, batch.rows
         completion_mask = output["completion_mask"]
         loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
         advantages = estimate_advantages(
-            rewards, num_generations, self.args.prerl_advantage_estimator, self.args.prerl_scale_rewards,
+            rewards, batch.num_generations, self.args.prerl_advantage_estimator, self.args.prerl_scale_rewards,
             self.args.w_reinforce_positive_weight,
         )
         keep = sample_filter_mask(advantages, self.args.prerl_sample_filter) & ~torch.isnan(rewards)
-        keep = keep & ~torch.tensor(no_reward, device=keep.device)
+        keep = keep & ~torch.tensor(batch.no_reward, device=keep.device)
         prerl_mask = loss_mask * keep[rows].unsqueeze(1).to(loss_mask.dtype)
         output["prerl_advantages"] = advantages[rows]
-        self._replace_logged_advantages(advantages)
         output["prerl_loss_mask"] = prerl_mask
         output["prerl_num_items"] = self.accelerator.gather(prerl_mask.sum()).sum()
         self._metrics[mode]["prerl/kept_frac"].append(keep.float().mean().item())
@@ -323,20 +405,23 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
             output["prerl_old_per_token_logps"] = self._marginal_logps(self.model, output, prerl_mask, chunk)
         if self.beta != 0.0 and self.args.prerl_kl_space == "pretrain":
             output["prerl_ref_per_token_logps"] = self._marginal_ref_logps(output, prerl_mask, chunk)
+        return advantages
 
-    def _apply_conditional_options(self, output: dict[str, Any], mode: str, rewards: torch.Tensor,
-                                   num_generations: int, rows: slice, pretrain: bool, skip_no_reward: bool) -> None:
+    def _apply_conditional_options(self, output: dict[str, Any], batch: GenerationBatch,
+                                   rewards: torch.Tensor) -> torch.Tensor | None:
         """The conditional loss's options on top of TRL's batch: another advantage estimator (NSR / W-REINFORCE)
-        and the conditional sample filter, applied through TRL's `tool_mask`."""
+        and the conditional sample filter, applied through TRL's `tool_mask`. Returns the advantages (all processes)
+        when they are not TRL's."""
+        mode, rows, pretrain = batch.mode, batch.rows, batch.pretrain
+        skip_no_reward = batch.no_reward and pretrain
         completion_mask = output["completion_mask"]
+        conditional = None
         if self.args.rl_advantage_estimator != "group_mean":  # NSR / W-REINFORCE instead of TRL's advantages
             conditional = estimate_advantages(
-                rewards, num_generations, self.args.rl_advantage_estimator,
+                rewards, batch.num_generations, self.args.rl_advantage_estimator,
                 positive_weight=self.args.w_reinforce_positive_weight,
             )
             output["advantages"] = conditional[rows].to(output["advantages"].dtype)
-            if not pretrain:
-                self._replace_logged_advantages(conditional)
         keep = sample_filter_mask(output["advantages"], self.args.rl_sample_filter)
         keep = keep & ~torch.tensor(skip_no_reward, device=keep.device)
         if self.args.rl_sample_filter != "all" or skip_no_reward:
@@ -346,21 +431,11 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         if not pretrain:
             kept = self.accelerator.gather(keep.float())
             self._metrics[mode]["prerl/kept_frac"].append(kept.mean().item())
+        return conditional
 
-    def _replace_logged_advantages(self, advantages: torch.Tensor) -> None:
-        """The completions table shows the advantages the loss used: swap TRL's conditional ones for ours."""
-        logged = self._logs["advantages"]
-        for _ in range(min(len(advantages), len(logged))):
-            logged.pop()
-        logged.extend(advantages.tolist())
-
-    def _log_behaviors(self, mode: str) -> None:
-        """Log `behaviors/transition` and `behaviors/reflection` (mean per completion) when behaviors.py has them."""
-        try:
-            from ..behaviors import behavior_metrics
-        except ImportError:
-            return
-        texts = list(self._last_completions or [])  # plain strings or message lists: behavior_metrics takes both
+    def _log_behaviors(self, mode: str, completions: list | None) -> None:
+        """Log `behaviors/transition` and `behaviors/reflection` (mean per completion)."""
+        texts = list(completions or [])  # plain strings or message lists: behavior_metrics takes both
         if not texts:
             return
         local = behavior_metrics(texts)
@@ -456,18 +531,18 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
             # Its metrics keep TRL's names (entropy, clip_ratio/...), prefixed `prerl/` only beside joint mode's
             # conditional loss, which logs under the plain names.
             names = self._metrics_namespace(mode, "prerl/") if joint else contextlib.nullcontext()
-            with self._marginal_scoring(), names, override_attrs(self, **options):
+            with self._marginal_scoring() as scoring, names, override_attrs(self, **options):
                 loss = self._weighted_loss(model, view, self.args.prerl_loss_coef, with_extras=not joint)
-            self._log_marginal_logp(mode, view)
+            self._log_marginal_logp(mode, view, scoring.logps[-1])
             if joint:
                 loss = self._backward_early(loss)
                 loss = loss + self._conditional_loss(model, inputs, self.args.rl_loss_coef, with_extras=True)
         self._metrics[mode]["prerl/active"].append(float(pretrain))
         if mode == "train":
-            self._last_pretrain = pretrain
+            self._step_window.pretrain = pretrain
             self._apply_phase_learning_rate(pretrain)
         if mode == "train" and "prerl_no_reward" in inputs:
-            self._window_without_reward &= bool(inputs["prerl_no_reward"][0].item())
+            self._step_window.without_reward &= bool(inputs["prerl_no_reward"][0].item())
         return loss
 
     def _apply_phase_learning_rate(self, pretrain: bool) -> None:
@@ -504,15 +579,16 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         """Before the optimizer step: when no batch of this step had a reward, drop the gradients so that AdamW skips
         every parameter (no momentum step, no weight decay)."""
         # DeepSpeed owns its gradients, and fp16's GradScaler needs every gradient: there the step runs with zeros.
-        if self._window_without_reward and not (self.is_deepspeed_enabled or self.args.fp16):
+        if self._step_window.without_reward and not (self.is_deepspeed_enabled or self.args.fp16):
             for param in self.model.parameters():
                 param.grad = None
-        self._window_without_reward = True
+        self._step_window.without_reward = True
 
-    def _log_marginal_logp(self, mode: str, view: dict[str, Any]) -> None:
-        """`prerl/marginal_logp`: mean per-token log P(y) over the tokens in the pre-train-space loss. A step with no
-        token in the loss logs nothing (a log-prob of 0 would read as certainty)."""
-        logps = self._last_marginal_logps.float()
+    def _log_marginal_logp(self, mode: str, view: dict[str, Any], logps: torch.Tensor) -> None:
+        """`prerl/marginal_logp`: mean per-token log P(y) over the tokens in the pre-train-space loss (`logps`, the
+        policy's, scored by TRL's loss). A step with no token in the loss logs nothing (a log-prob of 0 would read as
+        certainty)."""
+        logps = logps.float()
         mask = (view["completion_mask"] * view["tool_mask"]).float()
         totals = self.accelerator.reduce(torch.stack([(logps * mask).sum(), mask.sum()]), reduction="sum")
         if totals[1].item() > 0:

@@ -1,12 +1,10 @@
-"""Small helpers of the trainers: temporary attribute overrides, the reward-output check and a warning filter."""
+"""Small helpers of the trainers, used at construction: the reward-output check and a warning filter."""
 
 from __future__ import annotations
 
 import functools
 import numbers
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -23,19 +21,6 @@ def quiet_checkpointing_deprecations() -> None:
     warnings.filterwarnings(
         "ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning
     )
-
-
-@contextmanager
-def override_attrs(obj: Any, **values: Any) -> Iterator[None]:
-    """Temporarily set attributes of `obj`."""
-    saved = {name: getattr(obj, name) for name in values}
-    for name, value in values.items():
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(obj, name, value)
 
 
 def checked_reward(func: Any, name: str) -> Any:
