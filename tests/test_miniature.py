@@ -60,6 +60,9 @@ def test_pipeline_writes_outputs(tmp_path):
         assert [p["step"] for p in curve] == [0, 2]  # the base, then every 2 steps
         for point in curve:
             assert 0.0 <= point[f"avg@{k}"] <= point["pass@k"][str(k)] <= 1.0
+            # Per-problem correct counts are saved (for the bootstrap over problems) and give avg@k back.
+            assert len(point["correct"]) == preset.num_test
+            assert point[f"avg@{k}"] == pytest.approx(sum(point["correct"]) / (k * preset.num_test))
         train_log = written["runs"][method]["1"]["train"]
         assert len(train_log) == 2
         # The optimizer ran at the method's own learning rate where one was given, else at the preset's.
@@ -124,3 +127,61 @@ def test_fixed_draw_paired_statistics_ablations_and_resume(tmp_path):
     assert paired["values"] == pytest.approx(diffs)
     assert paired["mean"] == pytest.approx(sum(diffs) / 2)
     assert paired["sd"] == pytest.approx(abs(diffs[0] - diffs[1]) / math.sqrt(2))
+
+
+def test_equal_updates_pairs_method_at_t_with_control_at_t_minus_shift():
+    from benchmarks.miniature.stats import equal_updates
+
+    dsrl = {"1": {0: 0.30, 5: 0.20, 10: 0.40, 15: 0.50}, "2": {0: 0.30, 5: 0.25, 10: 0.35, 15: 0.55}}
+    grpo = {"1": {0: 0.30, 5: 0.32, 10: 0.45}, "2": {0: 0.30, 5: 0.36, 10: 0.40}, "3": {0: 0.30, 5: 0.9, 10: 0.9}}
+    out = equal_updates(dsrl, grpo, shift=5)
+    # By hand: step 10 pairs DSRL@10 with GRPO@5: 0.40 - 0.32 = 0.08 and 0.35 - 0.36 = -0.01 (seed 3 has no DSRL run).
+    assert out["10"]["control_step"] == 5
+    assert out["10"]["values"] == pytest.approx([0.08, -0.01])
+    assert out["10"]["mean"] == pytest.approx(0.035)
+    assert out["10"]["sd"] == pytest.approx(0.09 / math.sqrt(2))
+    assert out["15"]["values"] == pytest.approx([0.05, 0.15])  # DSRL@15 - GRPO@10
+    assert out["5"]["values"] == pytest.approx([-0.10, -0.05])  # DSRL@5 - GRPO@0, the base
+    assert set(out) == {"5", "10", "15"}  # DSRL@0 has no GRPO@-5
+
+
+def test_steps_to_gain_interpolates_the_first_crossing():
+    from benchmarks.miniature.stats import first_crossing, steps_to_gain
+
+    steps, values = [0, 10, 20, 40], [0.30, 0.34, 0.40, 0.38]
+    # Base 0.30, final gain 0.10: 50% is 0.35, crossed between step 10 (0.34) and 20 (0.40): 10 + 10 * 0.01 / 0.06.
+    out = steps_to_gain(steps, values, base=0.30, final_gain=0.10)
+    assert out["0.5"]["level"] == pytest.approx(0.35)
+    assert out["0.5"]["first_evaluated_step"] == 20
+    assert out["0.5"]["interpolated_step"] == pytest.approx(10 + 10 / 6)
+    # 90% is 0.39: between 10 (0.34) and 20 (0.40), 10 + 10 * 0.05 / 0.06.
+    assert out["0.9"]["interpolated_step"] == pytest.approx(10 + 50 / 6)
+    assert first_crossing(steps, values, 0.41) is None
+    assert first_crossing(steps, values, 0.2) == 0.0
+    assert steps_to_gain(steps, values, base=0.30, final_gain=-0.01)["0.5"]["interpolated_step"] is None
+
+
+def test_bootstrap_over_runs_and_problems():
+    from benchmarks.miniature.stats import bootstrap_paired
+
+    # Every difference equal: every replicate gives it, so the interval is that value.
+    same = bootstrap_paired({"a": [3, 5], "b": [4, 4]}, {"a": [1, 3], "b": [2, 2]}, {"a": "0", "b": "0"}, scale=16,
+                            num_resamples=500)
+    assert same["mean"] == pytest.approx(2 / 16) and same["low"] == pytest.approx(2 / 16)
+    assert same["high"] == pytest.approx(2 / 16)
+    # Runs resampled within their stratum: base 0's runs differ by 0.1, base 1's by 0.3, each constant over problems.
+    # Each replicate keeps two runs of each base, so its mean is always 0.2, where an unstratified draw would vary.
+    method = {"0/1": [0.1, 0.1], "0/2": [0.1, 0.1], "1/1": [0.3, 0.3], "1/2": [0.3, 0.3]}
+    control = {key: [0.0, 0.0] for key in method}
+    strata = {key: key.split("/")[0] for key in method}
+    both = bootstrap_paired(method, control, strata, num_resamples=500)
+    assert both["low"] == pytest.approx(0.2) and both["high"] == pytest.approx(0.2)
+    # One run, problems only: the bootstrap sd of a mean of Q values is the population sd / sqrt(Q) (the plug-in
+    # standard error), computed here by hand.
+    diffs = [0.0, 1.0, 0.0, 0.0, 2.0, 1.0, 0.0, 0.0]
+    mean = sum(diffs) / len(diffs)
+    plug_in_se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs)) / math.sqrt(len(diffs))
+    one = bootstrap_paired({"1": diffs}, {"1": [0.0] * len(diffs)}, {"1": "0"}, num_resamples=40_000)
+    assert one["mean"] == pytest.approx(0.5)
+    assert one["sd"] == pytest.approx(plug_in_se, rel=0.03)
+    assert one["low"] < 0.5 < one["high"]
