@@ -185,3 +185,39 @@ def test_bootstrap_over_runs_and_problems():
     assert one["mean"] == pytest.approx(0.5)
     assert one["sd"] == pytest.approx(plug_in_se, rel=0.03)
     assert one["low"] < 0.5 < one["high"]
+
+
+def test_v3_analysis_against_hand_computation():
+    from benchmarks.miniature.v3 import analyse
+
+    def results(curves: dict[str, dict[str, list[float]]]) -> dict:
+        """A results.json with evaluations at steps 0, 3, 6, 9 (switch at 3), 4 problems x 4 samples: each avg@4
+        value v is spread as correct counts [4v, 4v, 4v, 4v] (v a multiple of 0.25)."""
+        point = lambda t, v: {"step": t, "avg@4": v, "correct": [round(4 * v)] * 4}  # noqa: E731
+        runs = {m: {seed: {"eval": [point(t, v) for t, v in zip((0, 3, 6, 9), c, strict=True)]}
+                    for seed, c in by_seed.items()} for m, by_seed in curves.items()}
+        return {"complete": True, "settings": {"rl": {"eval_k": 4, "steps": 9, "dsrl_switch_step": 3}}, "runs": runs}
+
+    base0 = results({"grpo": {"1": [0.25, 0.5, 0.75, 0.75], "2": [0.25, 0.25, 0.5, 0.75]},
+                     "dsrl": {"1": [0.25, 0.0, 0.5, 0.5], "2": [0.25, 0.25, 0.5, 0.75]}})
+    base1 = results({"grpo": {"1": [0.5, 0.5, 0.75, 1.0], "2": [0.5, 0.75, 0.75, 1.0]},
+                     "dsrl": {"1": [0.5, 0.25, 0.75, 1.0], "2": [0.5, 0.5, 0.5, 0.75]}})
+    out = analyse({"0": base0, "1": base1})["scopes"]
+    # End (step 9), DSRL - GRPO by run: base 0: -0.25, 0; base 1: 0, -0.25.
+    assert out["base 0"]["decisive"]["values"] == pytest.approx([-0.25, 0.0])
+    pooled = out["pooled"]["decisive"]
+    assert pooled["n"] == 4 and pooled["mean"] == pytest.approx(-0.125)
+    assert pooled["sd"] == pytest.approx(math.sqrt(4 * 0.125**2 / 3))
+    assert pooled["half_width"] == pytest.approx(3.182 * pooled["sd"] / 2, rel=1e-3)  # t(3) = 3.182, tables
+    assert out["pooled"]["bootstrap"]["mean"] == pytest.approx(-0.125)
+    # Equal GRPO updates: DSRL@9 - GRPO@6: base 0: 0.5 - 0.75, 0.75 - 0.5; base 1: 1.0 - 0.75, 0.75 - 0.75.
+    assert out["pooled"]["equal_updates"]["9"]["values"] == pytest.approx([-0.25, 0.25, 0.25, 0.0])
+    # Last third (9 - 9 // 3 = step 6): GRPO@9 - GRPO@6 by run: 0, 0.25, 0.25, 0.25.
+    assert out["pooled"]["last_third"]["grpo"]["values"] == pytest.approx([0.0, 0.25, 0.25, 0.25])
+    # Speed on base 0's seed-mean curves: base 0.25, GRPO 0.25, 0.375, 0.625, 0.75: gain 0.5, 50% level 0.5, crossed
+    # between step 3 (0.375) and 6 (0.625) at 4.5; DSRL 0.25, 0.125, 0.5, 0.625 reaches 0.5 at step 6.
+    speed = out["base 0"]["speed"]
+    assert out["base 0"]["grpo_final_gain"] == pytest.approx(0.5)
+    assert speed["grpo"]["0.5"]["interpolated_step"] == pytest.approx(4.5)
+    assert speed["dsrl"]["0.5"]["interpolated_step"] == pytest.approx(6.0)
+    assert speed["dsrl"]["0.9"]["interpolated_step"] is None  # 0.7 > DSRL's 0.625

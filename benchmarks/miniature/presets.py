@@ -1,6 +1,6 @@
 """Presets: `smoke` (CI, seconds), `cpu` (the first committed results, 2 cores), `cpu-v2` (the same model and
-budget on a corpus with standalone solutions, a larger test set, a fixed evaluation draw, evaluation every 5 steps)
-and `gpu` (bigger model, one H100)."""
+budget on a corpus with standalone solutions, a larger test set, a fixed evaluation draw, evaluation every 5 steps),
+`cpu-v3` (cpu-v2 at the paper's warm-up share, 90 steps, two bases) and `gpu` (bigger model, one H100)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ PRESETS = {
                                   steps=800, batch_size=32, learning_rate=3e-3),
         rl=RLSettings(steps=90, prompts_per_step=8, num_generations=8, max_completion_length=72, dsrl_switch_step=5,
                       learning_rate=1e-4, eval_k=16, eval_draw="fixed",
-                      eval_steps=(5, 10, 15, 20, 30, 40, 50, 60, 75, 85, 90)),
+                      eval_steps=(5, 10, 20, 30, 45, 60, 85, 90)),
         seeds=(1, 2, 3, 4, 5, 6), standalone_share=0.3, jobs=2,
     ),
     "gpu": Preset(

@@ -50,9 +50,15 @@ def mean_interval(values: list[float], level: float = 0.95) -> dict:
             "high": None if half is None else mean + half, "level": level, "values": values}
 
 
+def _run_order(run_id: str) -> tuple:
+    """Seeds ("3") and pooled runs ("base/seed", "1/3") in numeric order; other names after, by name."""
+    parts = run_id.split("/")
+    return (0, *map(int, parts)) if all(p.isdigit() for p in parts) else (1, run_id)
+
+
 def paired_differences(method_by_seed: dict[str, float], control_by_seed: dict[str, float]) -> dict | None:
     """method - control on the seeds both have, with `mean_interval`; None when no seed is shared."""
-    seeds = sorted(set(method_by_seed) & set(control_by_seed), key=int)
+    seeds = sorted(set(method_by_seed) & set(control_by_seed), key=_run_order)
     if not seeds:
         return None
     out = mean_interval([method_by_seed[s] - control_by_seed[s] for s in seeds])
@@ -113,7 +119,7 @@ def bootstrap_paired(method: dict[str, list[float]], control: dict[str, list[flo
     statistic is the mean over the drawn runs and problems of (method - control) / scale."""
     import numpy as np
 
-    ids = sorted(set(method) & set(control))
+    ids = sorted(set(method) & set(control), key=_run_order)
     diff = np.array([[(m - c) / scale for m, c in zip(method[i], control[i], strict=True)] for i in ids])
     rng = np.random.default_rng(seed)
     num_problems = diff.shape[1]
