@@ -196,13 +196,18 @@ def test_v3_analysis_against_hand_computation():
         point = lambda t, v: {"step": t, "avg@4": v, "correct": [round(4 * v)] * 4}  # noqa: E731
         runs = {m: {seed: {"eval": [point(t, v) for t, v in zip((0, 3, 6, 9), c, strict=True)]}
                     for seed, c in by_seed.items()} for m, by_seed in curves.items()}
-        return {"complete": True, "settings": {"rl": {"eval_k": 4, "steps": 9, "dsrl_switch_step": 3}}, "runs": runs}
+        alignment = {"num_pairs": 2, "cosine_mean": 0.5, "negative_frac": 0.0, "logp_conditional_per_token": -0.1,
+                     "logp_marginal_per_token": -0.5}
+        return {"complete": True, "settings": {"rl": {"eval_k": 4, "steps": 9, "dsrl_switch_step": 3}}, "runs": runs,
+                "gradient_alignment_base": alignment, "pretrain": {"final_loss": 0.4}}
 
     base0 = results({"grpo": {"1": [0.25, 0.5, 0.75, 0.75], "2": [0.25, 0.25, 0.5, 0.75]},
                      "dsrl": {"1": [0.25, 0.0, 0.5, 0.5], "2": [0.25, 0.25, 0.5, 0.75]}})
     base1 = results({"grpo": {"1": [0.5, 0.5, 0.75, 1.0], "2": [0.5, 0.75, 0.75, 1.0]},
                      "dsrl": {"1": [0.5, 0.25, 0.75, 1.0], "2": [0.5, 0.5, 0.5, 0.75]}})
-    out = analyse({"0": base0, "1": base1})["scopes"]
+    analysis = analyse({"0": base0, "1": base1})
+    assert analysis["base_models"]["1"]["avg@16"] == pytest.approx(0.5)  # the step-0 value of base 1's runs
+    out = analysis["scopes"]
     # End (step 9), DSRL - GRPO by run: base 0: -0.25, 0; base 1: 0, -0.25.
     assert out["base 0"]["decisive"]["values"] == pytest.approx([-0.25, 0.0])
     pooled = out["pooled"]["decisive"]
@@ -221,3 +226,17 @@ def test_v3_analysis_against_hand_computation():
     assert speed["grpo"]["0.5"]["interpolated_step"] == pytest.approx(4.5)
     assert speed["dsrl"]["0.5"]["interpolated_step"] == pytest.approx(6.0)
     assert speed["dsrl"]["0.9"]["interpolated_step"] is None  # 0.7 > DSRL's 0.625
+
+
+def test_readme_v3_tables_match_the_json():
+    """Every line of the v3 tables in benchmarks/miniature/README.md is what `python -m benchmarks.miniature.v3`
+    prints from the committed results.json files (no hand copies)."""
+    from benchmarks.miniature.v3 import analyse, load, tables
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "miniature"
+    bases = load(root / "results" / "cpu-v3")
+    if not bases:
+        pytest.skip("no committed v3 results")
+    readme = (root / "README.md").read_text()
+    missing = [line for line in tables(analyse(bases)).splitlines() if line.strip() and line not in readme]
+    assert not missing, missing

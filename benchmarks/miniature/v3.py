@@ -88,7 +88,12 @@ def analyse(bases: dict[str, dict]) -> dict:
     if len(bases) > 1:
         scopes["pooled"] = analyse_scope(bases)
     complete = all(r.get("complete", False) for r in bases.values())
-    return {"bases": list(bases), "complete": complete, "scopes": scopes}
+    keys = ("num_pairs", "cosine_mean", "negative_frac", "logp_conditional_per_token", "logp_marginal_per_token")
+    base_models = {b: {"avg@16": analyse_scope({b: r}).get("base"),
+                       **{k: r["gradient_alignment_base"].get(k) for k in keys},
+                       "pretrain_final_loss": r["pretrain"]["final_loss"]}
+                   for b, r in bases.items()}
+    return {"bases": list(bases), "complete": complete, "base_models": base_models, "scopes": scopes}
 
 
 def _mean_sd(values: list[float]) -> dict:
@@ -110,7 +115,15 @@ def _step(x: float | None) -> str:
 
 def tables(analysis: dict) -> str:
     scopes = analysis["scopes"]
-    lines = ["Seed-mean avg@16 per step (`mean_curve`):", "",
+    lines = ["The bases (pretraining seeds; gradient alignment of log P(y) and log P(y|x) on 100 of each base's own "
+             "held-out rollouts):", "", "| pretraining seed | final pretraining loss | avg@16, step 0 | "
+             "log P(y\\|x) per token | log P(y) per token | cosine mean | negative pairs |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for b, m in analysis["base_models"].items():
+        lines.append(f"| {b} | {m['pretrain_final_loss']:.3f} | {_num(m['avg@16'])} | "
+                     f"{m['logp_conditional_per_token']:.3f} | {m['logp_marginal_per_token']:.3f} | "
+                     f"{m['cosine_mean']:.3f} | {100 * m['negative_frac']:.0f}% |")
+    lines += ["", "Seed-mean avg@16 per step (`mean_curve`):", "",
              "| step | " + " | ".join(f"{name} {m.upper()}" for name in scopes for m in METHODS) + " |",
              "| --- |" + " --- |" * (len(METHODS) * len(scopes))]
     steps = next(iter(scopes.values()))["mean_curve"].get("grpo", {})
