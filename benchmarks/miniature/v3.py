@@ -63,8 +63,8 @@ def analyse_scope(bases: dict[str, dict]) -> dict:
     out["decisive"] = paired_differences(at("dsrl", end, complete), at("grpo", end, complete))
     if out["decisive"]:
         out["decisive"]["verdict"] = verdict(out["decisive"])
-        g, d = (list(at(m, end, complete).values()) for m in ("grpo", "dsrl"))
-        out["decisive"]["arm_correlation"] = statistics.correlation(g, d) if len(g) > 2 else None
+        g, d = (_within_base(at(m, end, complete)) for m in ("grpo", "dsrl"))
+        out["decisive"]["arm_correlation"] = _correlation(g, d)
         out["bootstrap"] = bootstrap_paired(correct["dsrl"], correct["grpo"], {i: i.split("/")[0] for i in complete},
                                             scale=settings["eval_k"])
         out["bootstrap"]["verdict"] = verdict(out["bootstrap"])
@@ -94,6 +94,22 @@ def analyse(bases: dict[str, dict]) -> dict:
                        "pretrain_final_loss": r["pretrain"]["final_loss"]}
                    for b, r in bases.items()}
     return {"bases": list(bases), "complete": complete, "base_models": base_models, "scopes": scopes}
+
+
+def _within_base(by_run: dict[str, float]) -> list[float]:
+    """Each run's value minus its base's mean, in run order: the correlation of the two arms within bases (pooled
+    over bases, the gap between the bases' levels would make any two arms correlate)."""
+    means = {b: statistics.fmean(v for i, v in by_run.items() if i.split("/")[0] == b)
+             for b in {i.split("/")[0] for i in by_run}}
+    return [v - means[i.split("/")[0]] for i, v in sorted(by_run.items())]
+
+
+def _correlation(x: list[float], y: list[float]) -> float | None:
+    """Pearson's r; None with fewer than 3 values or a constant arm."""
+    try:
+        return statistics.correlation(x, y) if len(x) > 2 else None
+    except statistics.StatisticsError:
+        return None
 
 
 def _mean_sd(values: list[float]) -> dict:
@@ -132,7 +148,7 @@ def tables(analysis: dict) -> str:
                                               for m in METHODS) + " |")
     lines += ["", "The decisive test: DSRL - GRPO at the last step, paired by run (95% t, sample sd ddof=1; bootstrap "
               "over runs within each base and over the 128 problems, 20,000 resamples, percentile 95%):", "",
-              "| scope | runs | GRPO | DSRL | DSRL - GRPO (t) | t interval | sd of differences | r (GRPO, DSRL) "
+              "| scope | runs | GRPO | DSRL | DSRL - GRPO (t) | t interval | sd of differences | r (GRPO, DSRL), within base "
               "| bootstrap interval | verdict (t) |", "| --- |" + " --- |" * 9]
     for name, s in scopes.items():
         d, b = s.get("decisive"), s.get("bootstrap")
