@@ -60,6 +60,9 @@ def test_pipeline_writes_outputs(tmp_path):
         assert [p["step"] for p in curve] == [0, 2]  # the base, then every 2 steps
         for point in curve:
             assert 0.0 <= point[f"avg@{k}"] <= point["pass@k"][str(k)] <= 1.0
+            # Per-problem correct counts are saved (for the bootstrap over problems) and give avg@k back.
+            assert len(point["correct"]) == preset.num_test
+            assert point[f"avg@{k}"] == pytest.approx(sum(point["correct"]) / (k * preset.num_test))
         train_log = written["runs"][method]["1"]["train"]
         assert len(train_log) == 2
         # The optimizer ran at the method's own learning rate where one was given, else at the preset's.
@@ -124,3 +127,116 @@ def test_fixed_draw_paired_statistics_ablations_and_resume(tmp_path):
     assert paired["values"] == pytest.approx(diffs)
     assert paired["mean"] == pytest.approx(sum(diffs) / 2)
     assert paired["sd"] == pytest.approx(abs(diffs[0] - diffs[1]) / math.sqrt(2))
+
+
+def test_equal_updates_pairs_method_at_t_with_control_at_t_minus_shift():
+    from benchmarks.miniature.stats import equal_updates
+
+    dsrl = {"1": {0: 0.30, 5: 0.20, 10: 0.40, 15: 0.50}, "2": {0: 0.30, 5: 0.25, 10: 0.35, 15: 0.55}}
+    grpo = {"1": {0: 0.30, 5: 0.32, 10: 0.45}, "2": {0: 0.30, 5: 0.36, 10: 0.40}, "3": {0: 0.30, 5: 0.9, 10: 0.9}}
+    out = equal_updates(dsrl, grpo, shift=5)
+    # By hand: step 10 pairs DSRL@10 with GRPO@5: 0.40 - 0.32 = 0.08 and 0.35 - 0.36 = -0.01 (seed 3 has no DSRL run).
+    assert out["10"]["control_step"] == 5
+    assert out["10"]["values"] == pytest.approx([0.08, -0.01])
+    assert out["10"]["mean"] == pytest.approx(0.035)
+    assert out["10"]["sd"] == pytest.approx(0.09 / math.sqrt(2))
+    assert out["15"]["values"] == pytest.approx([0.05, 0.15])  # DSRL@15 - GRPO@10
+    assert out["5"]["values"] == pytest.approx([-0.10, -0.05])  # DSRL@5 - GRPO@0, the base
+    assert set(out) == {"5", "10", "15"}  # DSRL@0 has no GRPO@-5
+
+
+def test_steps_to_gain_interpolates_the_first_crossing():
+    from benchmarks.miniature.stats import first_crossing, steps_to_gain
+
+    steps, values = [0, 10, 20, 40], [0.30, 0.34, 0.40, 0.38]
+    # Base 0.30, final gain 0.10: 50% is 0.35, crossed between step 10 (0.34) and 20 (0.40): 10 + 10 * 0.01 / 0.06.
+    out = steps_to_gain(steps, values, base=0.30, final_gain=0.10)
+    assert out["0.5"]["level"] == pytest.approx(0.35)
+    assert out["0.5"]["first_evaluated_step"] == 20
+    assert out["0.5"]["interpolated_step"] == pytest.approx(10 + 10 / 6)
+    # 90% is 0.39: between 10 (0.34) and 20 (0.40), 10 + 10 * 0.05 / 0.06.
+    assert out["0.9"]["interpolated_step"] == pytest.approx(10 + 50 / 6)
+    assert first_crossing(steps, values, 0.41) is None
+    assert first_crossing(steps, values, 0.2) == 0.0
+    assert steps_to_gain(steps, values, base=0.30, final_gain=-0.01)["0.5"]["interpolated_step"] is None
+
+
+def test_bootstrap_over_runs_and_problems():
+    from benchmarks.miniature.stats import bootstrap_paired
+
+    # Every difference equal: every replicate gives it, so the interval is that value.
+    same = bootstrap_paired({"a": [3, 5], "b": [4, 4]}, {"a": [1, 3], "b": [2, 2]}, {"a": "0", "b": "0"}, scale=16,
+                            num_resamples=500)
+    assert same["mean"] == pytest.approx(2 / 16) and same["low"] == pytest.approx(2 / 16)
+    assert same["high"] == pytest.approx(2 / 16)
+    # Runs resampled within their stratum: base 0's runs differ by 0.1, base 1's by 0.3, each constant over problems.
+    # Each replicate keeps two runs of each base, so its mean is always 0.2, where an unstratified draw would vary.
+    method = {"0/1": [0.1, 0.1], "0/2": [0.1, 0.1], "1/1": [0.3, 0.3], "1/2": [0.3, 0.3]}
+    control = {key: [0.0, 0.0] for key in method}
+    strata = {key: key.split("/")[0] for key in method}
+    both = bootstrap_paired(method, control, strata, num_resamples=500)
+    assert both["low"] == pytest.approx(0.2) and both["high"] == pytest.approx(0.2)
+    # One run, problems only: the bootstrap sd of a mean of Q values is the population sd / sqrt(Q) (the plug-in
+    # standard error), computed here by hand.
+    diffs = [0.0, 1.0, 0.0, 0.0, 2.0, 1.0, 0.0, 0.0]
+    mean = sum(diffs) / len(diffs)
+    plug_in_se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs)) / math.sqrt(len(diffs))
+    one = bootstrap_paired({"1": diffs}, {"1": [0.0] * len(diffs)}, {"1": "0"}, num_resamples=40_000)
+    assert one["mean"] == pytest.approx(0.5)
+    assert one["sd"] == pytest.approx(plug_in_se, rel=0.03)
+    assert one["low"] < 0.5 < one["high"]
+
+
+def test_v3_analysis_against_hand_computation():
+    from benchmarks.miniature.v3 import analyse
+
+    def results(curves: dict[str, dict[str, list[float]]]) -> dict:
+        """A results.json with evaluations at steps 0, 3, 6, 9 (switch at 3), 4 problems x 4 samples: each avg@4
+        value v is spread as correct counts [4v, 4v, 4v, 4v] (v a multiple of 0.25)."""
+        point = lambda t, v: {"step": t, "avg@4": v, "correct": [round(4 * v)] * 4}  # noqa: E731
+        runs = {m: {seed: {"eval": [point(t, v) for t, v in zip((0, 3, 6, 9), c, strict=True)]}
+                    for seed, c in by_seed.items()} for m, by_seed in curves.items()}
+        alignment = {"num_pairs": 2, "cosine_mean": 0.5, "negative_frac": 0.0, "logp_conditional_per_token": -0.1,
+                     "logp_marginal_per_token": -0.5}
+        return {"complete": True, "settings": {"rl": {"eval_k": 4, "steps": 9, "dsrl_switch_step": 3}}, "runs": runs,
+                "gradient_alignment_base": alignment, "pretrain": {"final_loss": 0.4}}
+
+    base0 = results({"grpo": {"1": [0.25, 0.5, 0.75, 0.75], "2": [0.25, 0.25, 0.5, 0.75]},
+                     "dsrl": {"1": [0.25, 0.0, 0.5, 0.5], "2": [0.25, 0.25, 0.5, 0.75]}})
+    base1 = results({"grpo": {"1": [0.5, 0.5, 0.75, 1.0], "2": [0.5, 0.75, 0.75, 1.0]},
+                     "dsrl": {"1": [0.5, 0.25, 0.75, 1.0], "2": [0.5, 0.5, 0.5, 0.75]}})
+    analysis = analyse({"0": base0, "1": base1})
+    assert analysis["base_models"]["1"]["avg@16"] == pytest.approx(0.5)  # the step-0 value of base 1's runs
+    out = analysis["scopes"]
+    # End (step 9), DSRL - GRPO by run: base 0: -0.25, 0; base 1: 0, -0.25.
+    assert out["base 0"]["decisive"]["values"] == pytest.approx([-0.25, 0.0])
+    pooled = out["pooled"]["decisive"]
+    assert pooled["n"] == 4 and pooled["mean"] == pytest.approx(-0.125)
+    assert pooled["sd"] == pytest.approx(math.sqrt(4 * 0.125**2 / 3))
+    assert pooled["half_width"] == pytest.approx(3.182 * pooled["sd"] / 2, rel=1e-3)  # t(3) = 3.182, tables
+    assert out["pooled"]["bootstrap"]["mean"] == pytest.approx(-0.125)
+    # Equal GRPO updates: DSRL@9 - GRPO@6: base 0: 0.5 - 0.75, 0.75 - 0.5; base 1: 1.0 - 0.75, 0.75 - 0.75.
+    assert out["pooled"]["equal_updates"]["9"]["values"] == pytest.approx([-0.25, 0.25, 0.25, 0.0])
+    # Last third (9 - 9 // 3 = step 6): GRPO@9 - GRPO@6 by run: 0, 0.25, 0.25, 0.25.
+    assert out["pooled"]["last_third"]["grpo"]["values"] == pytest.approx([0.0, 0.25, 0.25, 0.25])
+    # Speed on base 0's seed-mean curves: base 0.25, GRPO 0.25, 0.375, 0.625, 0.75: gain 0.5, 50% level 0.5, crossed
+    # between step 3 (0.375) and 6 (0.625) at 4.5; DSRL 0.25, 0.125, 0.5, 0.625 reaches 0.5 at step 6.
+    speed = out["base 0"]["speed"]
+    assert out["base 0"]["grpo_final_gain"] == pytest.approx(0.5)
+    assert speed["grpo"]["0.5"]["interpolated_step"] == pytest.approx(4.5)
+    assert speed["dsrl"]["0.5"]["interpolated_step"] == pytest.approx(6.0)
+    assert speed["dsrl"]["0.9"]["interpolated_step"] is None  # 0.7 > DSRL's 0.625
+
+
+def test_readme_v3_tables_match_the_json():
+    """Every line of the v3 tables in benchmarks/miniature/README.md is what `python -m benchmarks.miniature.v3`
+    prints from the committed results.json files (no hand copies)."""
+    from benchmarks.miniature.v3 import analyse, load, tables
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "miniature"
+    bases = load(root / "results" / "cpu-v3")
+    if not bases:
+        pytest.skip("no committed v3 results")
+    readme = (root / "README.md").read_text()
+    missing = [line for line in tables(analyse(bases)).splitlines() if line.strip() and line not in readme]
+    assert not missing, missing

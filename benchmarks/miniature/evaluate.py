@@ -44,7 +44,8 @@ def sample(model, tokenizer, prompts: list[str], k: int, max_new_tokens: int, se
 
 
 def evaluate(model, tokenizer, problems: list[Problem], k: int, max_new_tokens: int, seed: int) -> dict:
-    """avg@k, pass@k for k = 1, 2, 4, ..., k, mean response length (tokens) and mean behaviour counts."""
+    """avg@k, pass@k for k = 1, 2, 4, ..., k, mean response length (tokens), mean behaviour counts, and the number of
+    correct samples per problem (`correct`, in problem order: what a bootstrap over problems resamples)."""
     texts, lengths = sample(model, tokenizer, [p.prompt for p in problems], k, max_new_tokens, seed)
     correct = [int(sum(exact_match_reward(t, [p.answer] * k))) for t, p in zip(texts, problems, strict=True)]
     flat = [t for group in texts for t in group]

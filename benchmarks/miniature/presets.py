@@ -1,6 +1,6 @@
 """Presets: `smoke` (CI, seconds), `cpu` (the first committed results, 2 cores), `cpu-v2` (the same model and
-budget on a corpus with standalone solutions, a larger test set, a fixed evaluation draw, evaluation every 5 steps)
-and `gpu` (bigger model, one H100)."""
+budget on a corpus with standalone solutions, a larger test set, a fixed evaluation draw, evaluation every 5 steps),
+`cpu-v3` (cpu-v2 at the paper's warm-up share, 90 steps, two bases) and `gpu` (bigger model, one H100)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,19 @@ PRESETS = {
         rl=RLSettings(steps=30, prompts_per_step=8, num_generations=8, max_completion_length=72, dsrl_switch_step=10,
                       eval_every=5, eval_k=16, eval_draw="fixed"),
         sweep_learning_rates=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4), standalone_share=0.3, jobs=2,
+    ),
+    # Miniature v3 (issue 22): the paper's operating point. The cpu-v2 corpus, model and test set; the warm-up at the
+    # paper's share (5 NSR-PreRL updates of 90, the paper 19 of 348), a run long enough for GRPO to flatten, the rate
+    # by the rule in README.md, two bases (pretraining seeds 0 and 1: `--pretrain-seed`). Evaluation at the steps
+    # the measures need: early ones for the speed, GRPO at t - 5 for DSRL at t (equal GRPO updates), the last third.
+    "cpu-v3": Preset(
+        name="cpu-v3", num_steps=3, num_pretrain=20000, num_rl=1000, num_val=64, num_test=128,
+        pretrain=PretrainSettings(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, vocab_size=320,
+                                  steps=800, batch_size=32, learning_rate=3e-3),
+        rl=RLSettings(steps=90, prompts_per_step=8, num_generations=8, max_completion_length=72, dsrl_switch_step=5,
+                      learning_rate=1e-4, eval_k=16, eval_draw="fixed",
+                      eval_steps=(5, 10, 20, 30, 45, 60, 85, 90)),
+        seeds=(1, 2, 3, 4, 5, 6), standalone_share=0.3, jobs=2,
     ),
     "gpu": Preset(
         name="gpu", num_steps=4, num_pretrain=50000, num_rl=5000, num_val=128, num_test=256,

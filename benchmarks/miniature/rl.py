@@ -6,10 +6,12 @@ differ. A callback evaluates the policy on held-out problems every `eval_every` 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -66,6 +68,13 @@ class RLSettings:
     # "per-step": the sampling seed depends on the training seed and the step (the first presets); "fixed": one draw
     # for every seed, method and step (common random numbers, so paired differences lose the draw's noise).
     eval_draw: str = "per-step"
+    # Explicit evaluation steps (the last step is always evaluated); empty: every `eval_every` steps.
+    eval_steps: tuple[int, ...] = ()
+
+    def evaluates_at(self, step: int) -> bool:
+        if step == self.steps:
+            return True
+        return step in self.eval_steps if self.eval_steps else step % self.eval_every == 0
 
 
 def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: bool, extra: dict | None = None
@@ -116,16 +125,21 @@ class HeldOutEval(TrainerCallback):
     (`eval_seed`), so every method at a given seed and step is measured on the same random draw; with
     `eval_draw="fixed"` every seed and step share it too."""
 
-    def __init__(self, tokenizer, problems: list[Problem], s: RLSettings, seed: int) -> None:
+    def __init__(self, tokenizer, problems: list[Problem], s: RLSettings, seed: int,
+                 log_path: Path | None = None) -> None:
         self.tokenizer, self.problems, self.s, self.seed = tokenizer, problems, s, seed
         self.history: list[dict] = []
+        self.log_path = log_path
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
-        if step % self.s.eval_every == 0 or step == state.max_steps:
+        if self.s.evaluates_at(step) or step == state.max_steps:
             metrics = evaluate(model, self.tokenizer, self.problems, self.s.eval_k, self.s.max_completion_length,
                                seed=eval_seed(self.s, self.seed, step))
             self.history.append({"step": step, **metrics})
+            if self.log_path is not None:  # each point on disk at once: a killed run leaves its curve so far
+                with open(self.log_path, "a") as f:
+                    f.write(json.dumps({"seed": self.seed, "step": step, **metrics}) + "\n")
             acc = f"avg@{self.s.eval_k}"
             print(f"[miniature]   seed {self.seed}, lr {self.s.learning_rate:g}, step {step}: held-out {acc} "
                   f"{metrics[acc]:.3f}, length {metrics['response_length']:.1f}", flush=True)
@@ -171,7 +185,10 @@ def run(method: str, base_dir: str, train: list[Problem], held_out: list[Problem
     fields of the package's trainers (e.g. `prerl_context`), for every method but GRPO."""
     trainer_class = GRPOTrainer if method == "grpo" else DSRLTrainer if method.startswith("dsrl") else PreRLTrainer
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    evaluator, probe = HeldOutEval(tokenizer, held_out, s, seed), OptimizerProbe()
+    log_path = Path(output_dir) / "eval.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.unlink(missing_ok=True)
+    evaluator, probe = HeldOutEval(tokenizer, held_out, s, seed, log_path), OptimizerProbe()
     trainer = trainer_class(
         model=base_dir,
         reward_funcs=exact_match_reward,

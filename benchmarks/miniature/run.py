@@ -189,7 +189,9 @@ def _same_settings(a: dict, b: dict) -> bool:
     a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))  # tuples and lists alike
     ignore = {"seeds", "jobs"}
     strip = lambda d: {k: v for k, v in d.items() if k not in ignore}  # noqa: E731
-    rl_a, rl_b = ({k: v for k, v in d["rl"].items() if k != "learning_rate"} for d in (a, b))
+    # eval_steps came after cpu-v2's results were written: missing and empty are the same.
+    rl_a, rl_b = ({k: v for k, v in d["rl"].items() if k != "learning_rate" and (k != "eval_steps" or v)}
+                  for d in (a, b))
     return strip({**a, "rl": rl_a}) == strip({**b, "rl": rl_b})
 
 
@@ -299,7 +301,7 @@ def _read_json(path: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.miniature", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "sweep", "measure"))
+    parser.add_argument("command", choices=("run", "sweep", "measure", "pretrain"))
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     parser.add_argument("--output-dir", type=Path, help="Default: benchmarks/miniature/results/PRESET")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="Base checkpoints and run scratch.")
@@ -317,15 +319,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-rule", choices=("shared", "per-method"), default="shared",
                         help="run: every method at GRPO's swept learning rate (shared), or each at its own (per-method; "
                              "needs a sweep over those methods).")
+    parser.add_argument("--pretrain-seed", type=int,
+                        help="Another base: the pretraining seed (corpus draw, initialisation, batch order); default "
+                             "output folder results/PRESET/pretrain-seed-N.")
     parser.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's).")
     parser.add_argument("--jobs", type=int, help="RL runs in parallel processes (default: the preset's).")
     args = parser.parse_args(argv)
     preset = get_preset(args.preset, learning_rate=args.learning_rate, steps=args.steps,
                         seeds=tuple(args.seeds) if args.seeds else None, jobs=args.jobs,
                         standalone_share=args.standalone_share)
+    if args.pretrain_seed is not None:
+        preset = replace(preset, pretrain=replace(preset.pretrain, seed=args.pretrain_seed))
     # Default: share the cores between the parallel runs (2 cores, 2 jobs: 1 thread each).
     torch.set_num_threads(args.threads or max(1, torch.get_num_threads() // preset.jobs))
     out_dir = args.output_dir or DEFAULT_RESULTS / preset.name
+    if args.pretrain_seed is not None and args.output_dir is None:
+        out_dir = out_dir / f"pretrain-seed-{args.pretrain_seed}"
+    if args.command == "pretrain":  # the base alone (cached), e.g. several bases in parallel before the runs
+        data = splits(preset.num_steps, preset.num_pretrain, preset.num_rl, preset.num_val, preset.num_test)
+        base_dir, info = _base(preset, args.cache_dir, data)
+        print(f"[miniature] base {base_dir}: final loss {info['final_loss']:.3f} in {info['seconds']:.0f} s")
+        return 0
     if args.command == "measure":
         result = measure(preset, out_dir, args.cache_dir, tuple(args.shares))
         for share, m in result["shares"].items():
