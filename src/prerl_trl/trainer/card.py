@@ -79,10 +79,11 @@ class ModelCardMixin:
         note = ""
         if earlier > 0:
             note = f" ({earlier} of them before resuming)"
-            switched_at = getattr(self, "_dsrl_switched_at", None)
+            phase = getattr(self, "_dsrl_phase", None)  # DSRLTrainer's phase (trainer/switch.py)
+            switched_at = getattr(phase, "switched_at", None)
             if not isinstance(self.args, DSRLConfig):
                 steps["pre-train space"] += earlier
-            elif switched_at is not None or not getattr(self, "_dsrl_switched", False):
+            elif switched_at is not None or not getattr(phase, "switched", False):
                 pretrain = min(total, switched_at if switched_at is not None else total)
                 steps = {"pre-train space": pretrain, "GRPO": total - pretrain}
             else:  # a checkpoint of a version that did not record the switch step
