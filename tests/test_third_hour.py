@@ -313,7 +313,7 @@ def test_the_package_is_typed():
 # ---------------------------------------------------------------------------------------------------------------------
 # From a wheel
 @pytest.mark.slow
-def test_a_built_wheel_trains_from_outside_the_checkout(tiny_model_dir, toy_file, tmp_path):
+def test_a_built_wheel_trains_from_outside_the_checkout(tiny_model_dir, toy_file, tmp_path, monkeypatch):
     """Build the wheel (setuptools, in-process, from a copy of the tracked tree), unpack it as pip would install a
     pure-Python wheel, and run a one-step `train` from a folder outside the checkout with only the wheel importable."""
     import zipfile
@@ -326,12 +326,9 @@ def test_a_built_wheel_trains_from_outside_the_checkout(tiny_model_dir, toy_file
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(root / name, tree / name)
     shutil.copytree(root / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    cwd = os.getcwd()
-    os.chdir(tree)
-    try:
+    with monkeypatch.context() as patch:  # the build backend reads the project from the working directory
+        patch.chdir(tree)
         wheel = build_meta.build_wheel(str(tmp_path / "dist"))
-    finally:
-        os.chdir(cwd)
     site = tmp_path / "site"
     with zipfile.ZipFile(tmp_path / "dist" / wheel) as archive:
         names = archive.namelist()
