@@ -163,14 +163,14 @@ def test_trainer_package_exports_public_names_only():
 def test_skip_update_callback_does_not_count_steps_for_the_card():
     import types
 
-    from prerl_trl.trainer import prerl
+    from prerl_trl.trainer import optimizer_step
 
     trainer = types.SimpleNamespace(_steps_run={"pre-train space": 0, "GRPO": 0}, skipped=0)
     trainer._step_window = types.SimpleNamespace(pretrain=False, without_reward=True)
     trainer._skip_update_without_reward = lambda: setattr(trainer, "skipped", trainer.skipped + 1)
-    prerl._SkipUpdateWithoutReward(trainer).on_pre_optimizer_step(None, None, None)
+    optimizer_step._SkipUpdateWithoutReward(trainer).on_pre_optimizer_step(None, None, None)
     assert trainer.skipped == 1 and trainer._steps_run == {"pre-train space": 0, "GRPO": 0}
-    prerl._CountStepsForCard(trainer).on_pre_optimizer_step(None, None, None)
+    optimizer_step._CountStepsForCard(trainer).on_pre_optimizer_step(None, None, None)
     assert trainer._steps_run == {"pre-train space": 0, "GRPO": 1}
 
 

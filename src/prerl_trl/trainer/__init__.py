@@ -1,5 +1,6 @@
 """PreRLTrainer and DSRLTrainer: thin hooks on TRL's GRPOTrainer (`prerl.py`, `dsrl.py`), the DSRL phase and its switch
-criteria (`switch.py`), their model card (`card.py`), every reach into TRL's internals (`trl_internals.py`) and small
+criteria (`switch.py`), the optimizer step's state and learning rate (`optimizer_step.py`), their model card
+(`card.py`), every reach into TRL's internals (`trl_internals.py`) and small
 helpers (`utils.py`). Only the public names are exported here."""
 
 from .dsrl import DSRL_STATE_FILE, DSRLTrainer

@@ -37,8 +37,9 @@ module of a helper; every TRL name used is in `trl_internals.py`'s table):
 9. `_compute_loss(model, inputs)`: the phase from `prerl_active`; `_pretrain_view` / `_compact` [compaction];
    `_weighted_loss` runs (TRL) `_compute_loss` inside `_marginal_scoring()`, which calls back
    `_get_per_token_logps_and_entropies` and collects the policy's log-probs for `_log_marginal_logp`.
-10. `_compute_loss` writes the phase and the no-reward flag into `_step_window`; before the optimizer step the callbacks
-    read it (`_CountStepsForCard`, `_SkipUpdateWithoutReward`).
+10. `_compute_loss` ends the micro-batch (`_end_micro_batch`, [optimizer_step]): the phase and no-reward flag go into
+    `_step_window` and the phase sets the learning rate; before the optimizer step the callbacks
+    read it (`_CountStepsForCard`, `_SkipUpdateWithoutReward`, in `optimizer_step.py`).
 
 Values handed from one hook to another through the trainer: `_batch_in_progress` (step 3), `_scoring` (steps 3, 9;
 TRL calls the scorer itself, so the mode cannot be an argument) and `_step_window` (step 10, from the loss to the
@@ -56,7 +57,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
@@ -74,6 +74,7 @@ from ..pretrain_space import (
 )
 from ..vllm_server import check_vllm_server
 from .card import PRERL_CITATION, ModelCardMixin
+from .optimizer_step import OptimizerStepMixin
 from .trl_internals import override_attrs, replace_logged_advantages, scoring_kwargs
 from .utils import checked_reward, quiet_checkpointing_deprecations
 
@@ -118,36 +119,7 @@ class _Scoring:
     logps: list[torch.Tensor] = field(default_factory=list)
 
 
-@dataclass
-class _StepWindow:
-    """Written by `_compute_loss` on each micro-batch, read by the callbacks before the optimizer step that ends the
-    gradient-accumulation window (the only values that travel from the loss to the optimizer step)."""
-
-    pretrain: bool = True  # the phase of the window's last micro-batch
-    without_reward: bool = True  # no micro-batch of the window had a reward (pre-train phase)
-
-
-class _CountStepsForCard(TrainerCallback):
-    """Counts the optimizer steps of each phase, for the model card."""
-
-    def __init__(self, trainer: PreRLTrainer) -> None:
-        self.trainer = trainer
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.trainer._steps_run["pre-train space" if self.trainer._step_window.pretrain else "GRPO"] += 1
-
-
-class _SkipUpdateWithoutReward(TrainerCallback):
-    """Calls `PreRLTrainer._skip_update_without_reward` right before each optimizer step."""
-
-    def __init__(self, trainer: PreRLTrainer) -> None:
-        self.trainer = trainer
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.trainer._skip_update_without_reward()
-
-
-class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
+class PreRLTrainer(OptimizerStepMixin, NonFiniteGuard, ModelCardMixin, GRPOTrainer):
     """GRPO whose loss scores rollouts in pre-train space (PreRL / NSR-PreRL / PSR-PreRL, and joint mode).
 
     Rollouts are generated as in GRPO, conditioned on the question. The loss scores each rollout *without its prompt*,
@@ -194,13 +166,9 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
         self._pretrain_context = PretrainContext(args.prerl_context, self._context_token_id, render)
         if args.prerl_context != "token" and len(columns) and "prompt" in columns and len(self.train_dataset):
             self._pretrain_context.ids(self.train_dataset[0]["prompt"])  # plain-text prompts fail here, not mid-run
-        self._applied_learning_rate: float | None = None
         self._scoring = _Scoring()
         self._batch_in_progress: GenerationBatch | None = None  # only while TRL makes a batch: _calculate_rewards
-        self._step_window = _StepWindow()
-        self._steps_run = {"pre-train space": 0, "GRPO": 0}  # optimizer steps of this run, for the model card
-        self.add_callback(_CountStepsForCard(self))
-        self.add_callback(_SkipUpdateWithoutReward(self))
+        self._init_optimizer_step()
         self.reward_funcs = [checked_reward(f, n) for f, n in zip(self.reward_funcs, self.reward_func_names, strict=True)]
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -539,29 +507,9 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
                 loss = loss + self._conditional_loss(model, inputs, self.args.rl_loss_coef, with_extras=True)
         self._metrics[mode]["prerl/active"].append(float(pretrain))
         if mode == "train":
-            self._step_window.pretrain = pretrain
-            self._apply_phase_learning_rate(pretrain)
-        if mode == "train" and "prerl_no_reward" in inputs:
-            self._step_window.without_reward &= bool(inputs["prerl_no_reward"][0].item())
+            no_reward = bool(inputs["prerl_no_reward"][0].item()) if "prerl_no_reward" in inputs else None
+            self._end_micro_batch(pretrain, no_reward)
         return loss
-
-    def _apply_phase_learning_rate(self, pretrain: bool) -> None:
-        """Before this micro-batch's optimizer step: `prerl_learning_rate_scale` x the scheduler's rate in pre-train
-        space, the scheduler's own rate otherwise. Set on every micro-batch (the scheduler resets the rates after each
-        step, and DeepSpeed steps inside the backward pass), so it holds across resume and the DSRL switch."""
-        scale = self.args.prerl_learning_rate_scale
-        if scale == 1.0 or self.optimizer is None or self.lr_scheduler is None:
-            return
-        factor = scale if pretrain else 1.0
-        for group, rate in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr(), strict=True):
-            group["lr"] = rate * factor
-        self._applied_learning_rate = self.optimizer.param_groups[0]["lr"]
-
-    def _get_learning_rate(self) -> float:
-        """The logged `learning_rate`: with `prerl_learning_rate_scale` != 1, the rate the last step applied."""
-        if self._applied_learning_rate is not None:
-            return self._applied_learning_rate
-        return super()._get_learning_rate()
 
     def _backward_early(self, loss: torch.Tensor) -> torch.Tensor:
         """Joint mode: backpropagate the pre-train-space loss now, before the conditional forward, so that the two
@@ -574,15 +522,6 @@ class PreRLTrainer(NonFiniteGuard, ModelCardMixin, GRPOTrainer):
             return loss
         self.accelerator.backward(loss)
         return loss.detach()
-
-    def _skip_update_without_reward(self) -> None:
-        """Before the optimizer step: when no batch of this step had a reward, drop the gradients so that AdamW skips
-        every parameter (no momentum step, no weight decay)."""
-        # DeepSpeed owns its gradients, and fp16's GradScaler needs every gradient: there the step runs with zeros.
-        if self._step_window.without_reward and not (self.is_deepspeed_enabled or self.args.fp16):
-            for param in self.model.parameters():
-                param.grad = None
-        self._step_window.without_reward = True
 
     def _log_marginal_logp(self, mode: str, view: dict[str, Any], logps: torch.Tensor) -> None:
         """`prerl/marginal_logp`: mean per-token log P(y) over the tokens in the pre-train-space loss (`logps`, the
