@@ -128,9 +128,7 @@ def test_malicious_completions_fail_within_the_limit_and_leave_nothing(problems,
     assert run_python(build_program(problem, _fenced(problem, CORRECT)), limits).passed  # the correct part passes
     names = list(ADVERSARIAL)
     programs = [build_program(problem, _adversarial_completion(problem, name, outside)) for name in names]
-    start = time.monotonic()
     results = run_many(programs, limits, workers=2)
-    elapsed = time.monotonic() - start
     for name, result in zip(names, results, strict=True):
         assert not result.passed, (name, result)
         assert result.seconds < 10 * TIMEOUT, (name, result)  # a hang guard, not a timing
@@ -141,10 +139,11 @@ def test_malicious_completions_fail_within_the_limit_and_leave_nothing(problems,
     assert outcome["sys.exit(0) before the tests"] == "failed: SystemExit: 0"
     assert outcome["os._exit(0) before the tests"].startswith("failed: the process ended before its tests finished")
     assert "MemoryError" in outcome["huge allocation"]
-    assert elapsed < 10 * TIMEOUT * len(names)
     assert not outside.exists()
     assert list(sandbox_tmp.iterdir()) == []  # every sandbox folder removed
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10 * TIMEOUT  # processes being reaped: poll, with a hang guard's margin
+    while _sandbox_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert _sandbox_processes() == []  # nothing left running
 
 

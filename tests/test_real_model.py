@@ -129,7 +129,6 @@ def test_a_frame_holding_the_question_is_refused(model_dir, tokenizer, tmp_path)
         trainer._add_context({"completion_ids": y, "completion_mask": torch.ones_like(y)}, [leaked])
     # History frames keep the few-shot turns; a few-shot turn equal to the question leaks it too.
     shots_leak = [*conversation[:-1], {"role": "user", "content": conversation[1]["content"]}]
-    args.prerl_context = "chat_frame_history"
     trainer._pretrain_context = PretrainContext("chat_frame_history", 0, chat_template_renderer(tokenizer))
     with pytest.raises(ValueError, match="holds the question"):
         trainer._add_context({"completion_ids": y, "completion_mask": torch.ones_like(y)}, [shots_leak])

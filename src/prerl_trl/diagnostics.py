@@ -259,13 +259,12 @@ def _pair_hash(prompt: str, completion: str, context: Any) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-def read_pairs(path: str | os.PathLike, limit: int | None = None) -> list[tuple[str, str]]:
-    """Prompt/completion pairs from a JSONL file with `prompt` and `completion` fields (for example the
-    generations.jsonl of `prerl-trl eval`)."""
+def _read_rows(path: str | os.PathLike, limit: int | None) -> list[tuple[int, dict]]:
+    """The first `limit` JSON objects of a JSONL pairs file, with their line numbers (blank lines skipped)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"pairs file {str(path)!r} does not exist")
-    pairs = []
+    rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -274,15 +273,24 @@ def read_pairs(path: str | os.PathLike, limit: int | None = None) -> list[tuple[
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(
-                row.get("completion"), str
-            ):
-                raise ValueError(f"{path}:{lineno}: each line needs string 'prompt' and 'completion' fields")
-            pairs.append((row["prompt"], row["completion"]))
-            if limit is not None and len(pairs) >= limit:
+            rows.append((lineno, row))
+            if limit is not None and len(rows) >= limit:
                 break
-    if not pairs:
+    if not rows:
         raise ValueError(f"pairs file {str(path)!r} has no pairs")
+    return rows
+
+
+def read_pairs(path: str | os.PathLike, limit: int | None = None) -> list[tuple[str, str]]:
+    """Prompt/completion pairs from a JSONL file with `prompt` and `completion` fields (for example the
+    generations.jsonl of `prerl-trl eval`)."""
+    pairs = []
+    for lineno, row in _read_rows(path, limit):
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(
+            row.get("completion"), str
+        ):
+            raise ValueError(f"{path}:{lineno}: each line needs string 'prompt' and 'completion' fields")
+        pairs.append((row["prompt"], row["completion"]))
     return pairs
 
 
@@ -290,19 +298,14 @@ def read_conversations(path: str | os.PathLike, limit: int | None = None) -> lis
     """The `messages` field (the conversation the prompt was rendered from) of each line of a pairs file: what a chat
     frame is built from."""
     conversations = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            messages = json.loads(line).get("messages")
-            if not isinstance(messages, list) or not messages:
-                raise ValueError(
-                    f"{path}:{lineno}: a chat-frame context needs a 'messages' field (the conversation the prompt was "
-                    "rendered from, a list of {role, content}) on each line; or use --context token"
-                )
-            conversations.append(messages)
-            if limit is not None and len(conversations) >= limit:
-                break
+    for lineno, row in _read_rows(path, limit):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(messages, list) or not messages:
+            raise ValueError(
+                f"{path}:{lineno}: a chat-frame context needs a 'messages' field (the conversation the prompt was "
+                "rendered from, a list of {role, content}) on each line; or use --context token"
+            )
+        conversations.append(messages)
     return conversations
 
 

@@ -15,6 +15,8 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
+from ..rewards.extraction import extract_boxed_answer
+
 #: The Hub sources: (dataset id, config, split). GPQA is gated: accept its terms on the Hub and log in first.
 HUB_SOURCES = {
     "gpqa_diamond": ("Idavidrein/gpqa", "gpqa_diamond", "train"),
@@ -76,19 +78,6 @@ def choice_prompt(question: str, choices: Sequence[str]) -> str:
             "within \\boxed{}.")
 
 
-def boxed_contents(text: str) -> list[str]:
-    """The contents of every `\\boxed{...}` (or `\\fbox{...}`) in `text`, nested braces included, in order."""
-    found = []
-    for match in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        depth, start = 1, match.end()
-        for pos in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[pos], 0)
-            if depth == 0:
-                found.append(text[start:pos])
-                break
-    return found
-
-
 _WRAPPERS = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mathit|emph|mbox)\s*\{([^{}]*)\}")
 _ANSWER_PREFIX = re.compile(
     r"^.*?\b(?:the\s+)?(?:correct\s+|final\s+|best\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:：]?\s*", re.IGNORECASE
@@ -114,9 +103,9 @@ def _single_letter(text: str, letters: str, lowercase: bool) -> str | None:
 
 def extract_choice(text: str, letters: str = "ABCD") -> str | None:
     """The answer letter of a completion, or None (no answer, a hedge, a list, or a letter outside `letters`)."""
-    boxes = boxed_contents(text)
-    if boxes:
-        return _single_letter(_clean(boxes[-1]), letters, lowercase=True)
+    box = extract_boxed_answer(text)  # the last complete box, in linear time (the math verifier's)
+    if box is not None:
+        return _single_letter(_clean(box), letters, lowercase=True)
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return None

@@ -288,7 +288,9 @@ class PreRLTrainer(OptimizerStepMixin, NonFiniteGuard, ModelCardMixin, GRPOTrain
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
         batch = GenerationBatch(mode, self._pretrain_phase(mode), num_generations)
         output = self._trl_generation_batch(inputs, batch)
-        trl_advantages = self.accelerator.gather(output["advantages"])
+        # The completions table will show the loss's advantages when they are not TRL's: keep TRL's to check its log.
+        replaces_advantages = batch.pretrain or self.args.rl_advantage_estimator != "group_mean"
+        trl_advantages = self.accelerator.gather(output["advantages"]) if replaces_advantages else None
         batch.rows = self._local_rows(output["completion_ids"].size(0))
         self._flag_phase_and_missing_rewards(output, batch)
         self._log_behaviors(mode, batch.completions)
@@ -301,6 +303,7 @@ class PreRLTrainer(OptimizerStepMixin, NonFiniteGuard, ModelCardMixin, GRPOTrain
             conditional = self._apply_conditional_options(output, batch, rewards)
             used = conditional if used is None else used
         if used is not None:  # the completions table shows the advantages the loss used
+            assert trl_advantages is not None
             replace_logged_advantages(self._logs, trl_advantages, used)
         return output
 
