@@ -531,14 +531,13 @@ def test_string_match_adversarial(name):
 
 
 def test_reward_names_resolve_in_recipes():
-    from prerl_trl.cli import REWARD_FUNCS, _reward_funcs
+    from prerl_trl.cli import _reward_funcs
 
     assert _reward_funcs(["math_string_match", "math_accuracy", "format"]) == [
         rewards.math_string_match_reward,
         math_accuracy_reward,
         format_reward,
     ]
-    assert set(REWARD_FUNCS) == set(rewards.REWARD_FUNCTIONS)
 
 
 def test_package_settings_still_apply(monkeypatch):

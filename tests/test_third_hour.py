@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -44,11 +44,13 @@ def test_a_sigterm_saves_a_jit_checkpoint_and_the_same_command_resumes(tiny_mode
     process = subprocess.Popen([sys.executable, "-m", "prerl_trl", *command], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env)
     seen = []
-    deadline = time.monotonic() + 300  # a hang guard only
+    guard = threading.Timer(300, process.kill)  # a hang guard only: a silent process never blocks the read for ever
+    guard.start()
     for line in process.stdout:
         seen.append(line)
-        if "'loss'" in line or time.monotonic() > deadline:  # the first optimizer step is logged: training runs
+        if "'loss'" in line:  # the first optimizer step is logged: training runs
             break
+    guard.cancel()
     process.send_signal(signal.SIGTERM)
     rest, _ = process.communicate(timeout=300)
     log = "".join(seen) + rest
@@ -120,6 +122,9 @@ def test_a_checkpoint_is_whole_only_with_every_file(tmp_path):
         (folder / name).write_text("{}")
     assert runs.missing_files(str(folder)) == []
     assert runs.missing_files(str(folder), ("dsrl_state.json",)) == ["dsrl_state.json"]
+    (folder / runs.RUN_FILE).write_text("")  # emptied by a kill during its write
+    assert runs.missing_files(str(folder)) == [runs.RUN_FILE]
+    (folder / runs.RUN_FILE).write_text("{}")
     (folder / runs.JIT_SENTINEL).write_text("in progress")
     assert len(runs.missing_files(str(folder))) == 1
     (folder / runs.JIT_SENTINEL).unlink()
@@ -252,6 +257,12 @@ def test_a_reward_function_from_a_file_path_is_loaded(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (func,) = _reward_funcs(["./my_rewards.py:my_reward"])
     assert func(["a", "b"]) == [0.5, 0.5]
+    # Another file of the same name elsewhere is another module, not the first one again.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "my_rewards.py").write_text("def my_reward(completions, **kwargs):\n    return [1.0] * "
+                                                       "len(completions)\n")
+    (other,) = _reward_funcs(["./other/my_rewards.py:my_reward"])
+    assert other(["a"]) == [1.0] and func(["a"]) == [0.5]
 
 
 @pytest.mark.parametrize("name", ["prerl_loss_coef", "rl_loss_coef", "w_reinforce_positive_weight"])

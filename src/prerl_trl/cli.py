@@ -17,7 +17,6 @@ from importlib import resources
 from typing import Any
 
 TRAINERS = ("dsrl", "prerl", "grpo")
-REWARD_FUNCS = ("math_accuracy", "math_string_match", "format")
 
 
 @dataclass
@@ -304,7 +303,9 @@ def _train(script_args: TrainScriptArguments, training_args: Any, model_args: An
         f"({trainer.accelerator.device.type})"
     )
     trainer.train(resume_from_checkpoint=plan.checkpoint)
-    if runs.stopped_early(trainer.state):  # a SIGTERM, with the JIT checkpoint saved: not finished
+    # A SIGTERM under --enable_jit_checkpoint (the JIT checkpoint saved) leaves the run unfinished; without JIT a SIGTERM
+    # ends the process, so an early stop there is a callback's (e.g. early stopping): the run is done.
+    if getattr(training_args, "enable_jit_checkpoint", False) and runs.stopped_early(trainer.state):
         trainer.accelerator.print(
             f"prerl-trl train: stopped at optimizer step {trainer.state.global_step} of {trainer.state.max_steps} "
             f"(SIGTERM), not finished; run the same command again to resume from the last checkpoint in "

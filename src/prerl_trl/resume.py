@@ -116,7 +116,9 @@ def missing_files(folder: str, state_files: tuple[str, ...] = (), optimizer: boo
         missing.append("model weights")
     if optimizer and not sharded:
         missing += [name for name in ("optimizer.pt", "scheduler.pt") if name not in names]
-    missing += [name for name in ("trainer_state.json", *state_files, RUN_FILE) if name not in names]
+    # The JSON state files are written last, whole or not at all, except when a kill leaves one empty: that is missing.
+    missing += [name for name in ("trainer_state.json", *state_files, RUN_FILE)
+                if name not in names or os.path.getsize(os.path.join(folder, name)) == 0]
     return missing
 
 

@@ -3,6 +3,7 @@ a Python file and a function in it (`./my_rewards.py:my_reward`). Every mistake 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -53,7 +54,9 @@ def _from_file(name: str, path: str, attr: str) -> Callable[..., Any]:
 
 
 def _import_file(path: str) -> Any:
-    module_name = "prerl_reward_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    # One module per file: two different files with the same name are two modules.
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
+    module_name = "prerl_reward_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_") + "_" + digest
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, os.path.abspath(path))
