@@ -13,15 +13,18 @@ from .task import Problem, exact_match_reward
 
 
 @torch.no_grad()
-def sample(model, tokenizer, prompts: list[str], k: int, max_new_tokens: int, seed: int, batch_size: int = 512):
+def sample(model, tokenizer, prompts: list[str], k: int, max_new_tokens: int, seed: int, batch_size: int = 512,
+           bf16: bool = False):
     """k samples per prompt at temperature 1.0 (top_p 1, no top_k), as plain strings; `seed` fixes the draw without
-    touching the caller's RNG state. Returns (texts grouped per prompt, lengths in tokens grouped per prompt)."""
+    touching the caller's RNG state; `bf16`: under bf16 autocast on a GPU (as training with `bf16=True`). Returns
+    (texts grouped per prompt, lengths in tokens grouped per prompt)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     texts, lengths = [], []
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    with torch.random.fork_rng(devices=devices), autocast:
         torch.manual_seed(seed)
         per_batch = max(1, batch_size // k)
         for start in range(0, len(prompts), per_batch):
@@ -43,10 +46,11 @@ def sample(model, tokenizer, prompts: list[str], k: int, max_new_tokens: int, se
     return texts, lengths
 
 
-def evaluate(model, tokenizer, problems: list[Problem], k: int, max_new_tokens: int, seed: int) -> dict:
+def evaluate(model, tokenizer, problems: list[Problem], k: int, max_new_tokens: int, seed: int,
+             bf16: bool = False) -> dict:
     """avg@k, pass@k for k = 1, 2, 4, ..., k, mean response length (tokens), mean behaviour counts, and the number of
     correct samples per problem (`correct`, in problem order: what a bootstrap over problems resamples)."""
-    texts, lengths = sample(model, tokenizer, [p.prompt for p in problems], k, max_new_tokens, seed)
+    texts, lengths = sample(model, tokenizer, [p.prompt for p in problems], k, max_new_tokens, seed, bf16=bf16)
     correct = [int(sum(exact_match_reward(t, [p.answer] * k))) for t, p in zip(texts, problems, strict=True)]
     flat = [t for group in texts for t in group]
     behaviors = mean_behavior_counts(flat)

@@ -70,6 +70,9 @@ class RLSettings:
     eval_draw: str = "per-step"
     # Explicit evaluation steps (the last step is always evaluated); empty: every `eval_every` steps.
     eval_steps: tuple[int, ...] = ()
+    # bf16 mixed precision (autocast over fp32 weights, as TRL's `bf16=True`) with TF32 matmuls, for training and
+    # evaluation alike; on a GPU only (the CPU runs stay fp32).
+    bf16: bool = False
 
     def evaluates_at(self, step: int) -> bool:
         if step == self.steps:
@@ -101,7 +104,8 @@ def _config(method: str, s: RLSettings, seed: int, output_dir: str, use_cpu: boo
         save_strategy="no",
         report_to="none",
         use_cpu=use_cpu,
-        bf16=False,
+        bf16=s.bf16 and not use_cpu,
+        tf32=True if s.bf16 and not use_cpu else None,
         seed=seed,
         data_seed=seed,
         disable_tqdm=True,
@@ -135,7 +139,7 @@ class HeldOutEval(TrainerCallback):
         step = state.global_step
         if self.s.evaluates_at(step) or step == state.max_steps:
             metrics = evaluate(model, self.tokenizer, self.problems, self.s.eval_k, self.s.max_completion_length,
-                               seed=eval_seed(self.s, self.seed, step))
+                               seed=eval_seed(self.s, self.seed, step), bf16=self.s.bf16)
             self.history.append({"step": step, **metrics})
             if self.log_path is not None:  # each point on disk at once: a killed run leaves its curve so far
                 with open(self.log_path, "a") as f:

@@ -189,8 +189,8 @@ def _same_settings(a: dict, b: dict) -> bool:
     a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))  # tuples and lists alike
     ignore = {"seeds", "jobs"}
     strip = lambda d: {k: v for k, v in d.items() if k not in ignore}  # noqa: E731
-    # eval_steps came after cpu-v2's results were written: missing and empty are the same.
-    rl_a, rl_b = ({k: v for k, v in d["rl"].items() if k != "learning_rate" and (k != "eval_steps" or v)}
+    # eval_steps and bf16 came after cpu-v2's results were written: missing and empty (False) are the same.
+    rl_a, rl_b = ({k: v for k, v in d["rl"].items() if k != "learning_rate" and (k not in ("eval_steps", "bf16") or v)}
                   for d in (a, b))
     return strip({**a, "rl": rl_a}) == strip({**b, "rl": rl_b})
 

@@ -11,6 +11,7 @@
 #   bash benchmarks/real_model/gpu.sh                  # receive what is carried; run once every part is there
 #   bash benchmarks/real_model/gpu.sh --seeds 1 2      # options for `python -m benchmarks.real_model.run compare`
 #   PRESET=gpu COMPARE_TIMEOUT=500 bash benchmarks/real_model/gpu.sh   # another preset; a time limit for compare
+#   ALIGN=0 PRESET=gpu-v3 bash benchmarks/real_model/gpu.sh             # compare only (gpu-v3 names its context)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python="${PYTHON:-python3}"
@@ -34,8 +35,9 @@ preset="${PRESET:-gpu-v2}"
 start=$(date +%s)
 export PRERL_REAL_MODEL_CACHE="$cache"
 # align measures every pre-train-space context on the same rollouts and picks one by the preset's rule; compare runs
-# GRPO and DSRL (with that context) for every seed at once, one process each, and writes results.json after each run.
-"$python" -m benchmarks.real_model.run align --preset "$preset" --output-dir "$out"
+# GRPO and DSRL (with that context) for every seed at once, one process each, and writes results.json after each run;
+# stopped by the time limit, it writes the unfinished runs' curves so far under `partial`.
+if [ "${ALIGN:-1}" = 1 ]; then "$python" -m benchmarks.real_model.run align --preset "$preset" --output-dir "$out"; fi
 timeout "${COMPARE_TIMEOUT:-900}" "$python" -m benchmarks.real_model.run compare --preset "$preset" \
   --output-dir "$out" --cache-dir "$cache/runs" "$@" || echo "[real-model] compare stopped (exit $?): results.json keeps the finished runs"
 echo "[real-model] $preset preset: $(( $(date +%s) - start )) s (conversion, alignment and comparison)"

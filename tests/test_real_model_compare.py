@@ -1,0 +1,45 @@
+"""The real-model comparison's bookkeeping (benchmarks/real_model/run.py) on hand-made curves: no model is run."""
+
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.real_model.run import PRESETS, paired_partial  # noqa: E402
+
+
+def _curve(points: dict[int, float]) -> list[dict]:
+    return [{"step": t, "avg@8": v} for t, v in points.items()]
+
+
+def test_paired_partial_pairs_finished_and_unfinished_runs_at_the_steps_both_reached():
+    preset = PRESETS["gpu-v3"]
+    runs = {"grpo": {"1": {"eval": _curve({0: 0.10, 2: 0.12, 4: 0.20})}},
+            "dsrl": {"1": {"eval": _curve({0: 0.10, 2: 0.11, 4: 0.25})}}}
+    # seed 2: GRPO stopped after step 2, DSRL after step 4; seed 3: DSRL never evaluated
+    partial = {"grpo": {"2": _curve({0: 0.10, 2: 0.16}), "3": _curve({0: 0.10, 2: 0.13})},
+               "dsrl": {"2": _curve({0: 0.10, 2: 0.14, 4: 0.30}), "3": _curve({0: 0.10})}}
+    out = paired_partial(preset, runs, partial)
+
+    assert set(out) == {"0", "2", "4"}
+    assert out["4"]["n"] == 1 and out["4"]["seeds"] == ["1"]  # seed 2's GRPO never reached step 4
+    assert out["4"]["mean"] == pytest.approx(0.05)
+    assert out["2"]["seeds"] == ["1", "2"]
+    diffs = [0.11 - 0.12, 0.14 - 0.16]
+    assert out["2"]["mean"] == pytest.approx(statistics.fmean(diffs))
+    assert out["2"]["sd"] == pytest.approx(statistics.stdev(diffs))
+    assert out["0"]["n"] == 3 and out["0"]["mean"] == pytest.approx(0.0)
+
+
+def test_gpu_v3_measures_the_decisive_and_equal_update_steps():
+    s = PRESETS["gpu-v3"].rl
+    switch = s.dsrl_switch_step
+    evaluated = [t for t in range(1, s.steps + 1) if s.evaluates_at(t)]
+    assert s.steps >= 24 and len(PRESETS["gpu-v3"].seeds) >= 7
+    assert s.steps in evaluated and s.steps - switch in evaluated  # DSRL@end against GRPO@(end - switch)
+    assert switch in evaluated and 2 * switch in evaluated
+    assert 0.04 <= switch / s.steps <= 0.10  # about the paper's 20 of ~350 steps
