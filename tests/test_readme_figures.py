@@ -67,3 +67,10 @@ def test_top_level_summary_figures_are_the_json():
     assert f"the cosine is {history['cosine_mean']:.2f}" in text and history["negative_frac"] == 0
     cpu = json.loads((REAL / "results/cpu/results.json").read_text())["paired_dsrl_vs_grpo"]["8"]
     assert f"({cpu['mean']:+.3f} ± {cpu['half_width']:.3f}, undecided)" in text
+
+
+def test_real_model_v3_tables_are_the_json():
+    from benchmarks.real_model.report import analyse_comparison, comparison_tables
+
+    results = json.loads((REAL / "results" / "gpu-v3" / "results.json").read_text())
+    assert comparison_tables(analyse_comparison(results)) in (REAL / "README.md").read_text()

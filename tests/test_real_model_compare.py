@@ -43,3 +43,34 @@ def test_gpu_v3_measures_the_decisive_and_equal_update_steps():
     assert s.steps in evaluated and s.steps - switch in evaluated  # DSRL@end against GRPO@(end - switch)
     assert switch in evaluated and 2 * switch in evaluated
     assert 0.04 <= switch / s.steps <= 0.10  # about the paper's 20 of ~350 steps
+
+
+def _results(grpo: dict[str, dict[int, float]], dsrl: dict[str, dict[int, float]], partial: dict) -> dict:
+    def run(curve):
+        return {"eval": [{"step": t, "avg@8": v, "correct": [round(8 * v)] * 2} for t, v in curve.items()]}
+
+    return {"settings": {"rl": {"eval_k": 8, "steps": 4, "dsrl_switch_step": 2}},
+            "runs": {"grpo": {sd: run(c) for sd, c in grpo.items()}, "dsrl": {sd: run(c) for sd, c in dsrl.items()}},
+            "partial": partial}
+
+
+def test_learning_rate_rule_reads_edge_runs_at_the_step_they_reached():
+    from benchmarks.real_model.report import analyse_comparison, comparison_tables
+
+    grpo = {"1": {0: 0.1, 2: 0.2, 4: 0.25}, "2": {0: 0.1, 2: 0.3, 4: 0.5}, "3": {0: 0.1, 2: 0.25, 4: 0.375}}
+    dsrl = {sd: {0: 0.1, 2: 0.1, 4: c[4] + 0.125} for sd, c in grpo.items()}
+    at2 = [c[2] for c in grpo.values()]
+    above = statistics.fmean(at2) + statistics.stdev(at2) + 0.01  # above the base rate by more than the sd
+    partial = {"grpo@3e-05": {"1": [{"step": 0, "avg@8": 0.1}, {"step": 2, "avg@8": above}]}}
+    a = analyse_comparison(_results(grpo, dsrl, partial))
+
+    edge = a["edge_rates"]["grpo@3e-05"]
+    assert edge["step"] == 2 and not edge["finished"]
+    assert edge["grpo_mean"] == pytest.approx(statistics.fmean(at2))
+    assert edge["grpo_sd"] == pytest.approx(statistics.stdev(at2))
+    assert edge["above_by_more_than_sd"] and not a["keeps_rate"]
+    assert a["decisive"]["mean"] == pytest.approx(0.125) and a["by_step"]["2"]["mean"] == pytest.approx(-0.15)
+    assert "| 3e-05 | 2 (stopped) |" in comparison_tables(a)
+
+    partial["grpo@3e-05"]["1"][1]["avg@8"] = statistics.fmean(at2) + statistics.stdev(at2) - 0.01
+    assert analyse_comparison(_results(grpo, dsrl, partial))["keeps_rate"]

@@ -92,8 +92,9 @@ PRESETS = {
     # warm-up 2 (8%: the nearest to the paper's 6% that keeps more than one warm-up update), the context `align`
     # chose for gpu-v2 (chat_frame_history), bf16 mixed precision, 64 held-out problems x 8 samples at the steps
     # below (DSRL@t and GRPO@(t - 2) both measured at t = 4 and 24), 8 seeds and the same learning-rate edge check.
+    # 14 runs at once: a run needs about 8.2 GiB, and 18 at once ran out of memory.
     "gpu-v3": Preset("gpu-v3", num_shots=3, num_train=4000, num_test=64, seeds=(1, 2, 3, 4, 5, 6, 7, 8),
-                     device="cuda", context="chat_frame_history", edge_rates=(3e-5, 1e-4), jobs=18,
+                     device="cuda", context="chat_frame_history", edge_rates=(3e-5, 1e-4), jobs=14,
                      rl=RLSettings(steps=24, prompts_per_step=16, num_generations=8, learning_rate=1e-5,
                                    max_completion_length=32, dsrl_switch_step=2, eval_k=8, eval_draw="fixed",
                                    eval_steps=(2, 4, 8, 12, 16, 20, 22, 24), bf16=True)),
@@ -225,6 +226,8 @@ def compare(preset: Preset, out_dir: Path, model_dir: Path, cache_dir: Path, thr
         base = {"step": 0, **evaluate(model, tokenizer, data["test"], s.eval_k, s.max_completion_length,
                                       seed=eval_seed(s, 0, 0), bf16=s.bf16)}
         del model
+        if device == "cuda":
+            torch.cuda.empty_cache()  # the runs need the memory (the base's evaluation left 8.6 GiB cached)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = earlier if same else {}
 
