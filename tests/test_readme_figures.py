@@ -65,8 +65,17 @@ def test_top_level_summary_figures_are_the_json():
     assert (f"(cosine {token['cosine_mean']:.2f} with log P(y|x), {token['negative_frac']:.0%} of pairs negative, "
             f"{token['num_pairs']} pairs)") in text
     assert f"the cosine is {history['cosine_mean']:.2f}" in text and history["negative_frac"] == 0
-    cpu = json.loads((REAL / "results/cpu/results.json").read_text())["paired_dsrl_vs_grpo"]["8"]
-    assert f"({cpu['mean']:+.3f} ± {cpu['half_width']:.3f}, undecided)" in text
+
+    from benchmarks.real_model.report import analyse_comparison
+
+    real = analyse_comparison(json.loads((REAL / "results/gpu-v3/results.json").read_text()))
+    decisive, boot, equal = real["decisive"], real["bootstrap"], real["equal_updates"]
+    assert f"{decisive['n']} seeds (one H200 lease)" in text
+    assert f"at step 24 is **{decisive['mean']:+.3f} ± {decisive['half_width']:.3f}** avg@8" in text
+    assert f"bootstrap over seeds and problems {boot['low']:+.3f} to {boot['high']:+.3f})" in text
+    assert f"{equal['24']['mean']:+.3f} ± {equal['24']['half_width']:.3f} at equal numbers" in text
+    assert f"base's ({equal['2']['mean']:+.3f} ± {equal['2']['half_width']:.3f})" in text
+    assert f"real model's ({decisive['low']:+.3f} to {decisive['high']:+.3f})" in text
 
 
 def test_real_model_v3_tables_are_the_json():
@@ -74,3 +83,16 @@ def test_real_model_v3_tables_are_the_json():
 
     results = json.loads((REAL / "results" / "gpu-v3" / "results.json").read_text())
     assert comparison_tables(analyse_comparison(results)) in (REAL / "README.md").read_text()
+
+
+def test_h200_loss_phase_table_is_the_json():
+    results = json.loads((ROOT / "benchmarks/results/loss_phase_h200.json").read_text())["results"]
+    text = (ROOT / "benchmarks/README.md").read_text()
+    section = text[text.index("**GPU**, NVIDIA H200"):text.index("**CPU**, 2 idle cores")]
+    labels = {"grpo": "GRPO", "prerl_all": "PreRL-all", "nsr_prerl": "NSR-PreRL", "joint": "joint (`rl_loss_coef=1`)",
+              "dsrl_after_switch": "DSRL after the switch", "nsr_prerl_frame": "NSR-PreRL, 148-token frame"}
+    for key, label in labels.items():
+        r = results[key]
+        row = (f"| {label} | {r['rows_in_loss']} | {r['loss_backward_median_s']:.3f} s | {r['time_ratio_vs_grpo']:.2f} | "
+               f"{r['peak_bytes'] / 2**30:.1f} GiB | {r['peak_ratio_vs_grpo']:.2f} |")
+        assert row in section, row
