@@ -92,7 +92,7 @@ PRESETS = {
     # warm-up 2 (8%: the nearest to the paper's 6% that keeps more than one warm-up update), the context `align`
     # chose for gpu-v2 (chat_frame_history), bf16 mixed precision, 64 held-out problems x 8 samples at the steps
     # below (DSRL@t and GRPO@(t - 2) both measured at t = 4 and 24), 8 seeds and the same learning-rate edge check.
-    # 14 runs at once: a run needs about 8.2 GiB, and 18 at once ran out of memory.
+    # 14 runs at once: 18 ran out of memory (a run needs more than 7.5 GiB, an 18th of the H200).
     "gpu-v3": Preset("gpu-v3", num_shots=3, num_train=4000, num_test=64, seeds=(1, 2, 3, 4, 5, 6, 7, 8),
                      device="cuda", context="chat_frame_history", edge_rates=(3e-5, 1e-4), jobs=14,
                      rl=RLSettings(steps=24, prompts_per_step=16, num_generations=8, learning_rate=1e-5,
