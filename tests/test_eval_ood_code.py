@@ -135,7 +135,9 @@ def test_malicious_completions_fail_within_the_limit_and_leave_nothing(problems,
     outcome = dict(zip(names, (r.outcome for r in results), strict=True))
     if not kernel_isolation:
         assert all("namespaces=off filesystem=python-guard" in r.isolation for r in results)
-    assert outcome["infinite loop"].startswith("timed out") and outcome["sleep"].startswith("timed out")
+    assert outcome["sleep"].startswith("timed out")
+    # the wall-clock limit, or on a machine loaded enough that the parent wakes late, the CPU-time backstop
+    assert outcome["infinite loop"].startswith(("timed out", "failed: killed (CPU time limit)"))
     assert outcome["sys.exit(0) before the tests"] == "failed: SystemExit: 0"
     assert outcome["os._exit(0) before the tests"].startswith("failed: the process ended before its tests finished")
     assert "MemoryError" in outcome["huge allocation"]

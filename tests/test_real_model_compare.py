@@ -74,3 +74,51 @@ def test_learning_rate_rule_reads_edge_runs_at_the_step_they_reached():
 
     partial["grpo@3e-05"]["1"][1]["avg@8"] = statistics.fmean(at2) + statistics.stdev(at2) - 0.01
     assert analyse_comparison(_results(grpo, dsrl, partial))["keeps_rate"]
+
+
+def test_decisive_test_pairs_only_seeds_finished_in_both_arms():
+    from benchmarks.real_model.report import analyse_comparison
+
+    grpo = {"1": {0: 0.1, 2: 0.2, 4: 0.25}, "2": {0: 0.1, 2: 0.3, 4: 0.5}, "3": {0: 0.1, 2: 0.25, 4: 0.375}}
+    dsrl = {"1": {0: 0.1, 2: 0.1, 4: 0.375}, "2": {0: 0.1, 2: 0.125, 4: 0.5}, "3": {0: 0.1, 2: 0.125, 4: 0.5},
+            "4": {0: 0.1, 2: 0.125, 4: 0.875}}  # seed 4: DSRL only (its GRPO run did not finish)
+    finished_edge = {"eval": [{"step": 0, "avg@8": 0.1}, {"step": 4, "avg@8": 0.0}]}
+    results = _results(grpo, dsrl, {})
+    results["runs"]["grpo@0.0001"] = {"1": finished_edge}
+    a = analyse_comparison(results)
+
+    diffs = [dsrl[sd][4] - grpo[sd][4] for sd in ("1", "2", "3")]
+    assert a["decisive"]["n"] == 3
+    assert a["decisive"]["mean"] == pytest.approx(statistics.fmean(diffs))
+    assert a["decisive"]["sd"] == pytest.approx(statistics.stdev(diffs))
+    assert a["decisive"]["half_width"] == pytest.approx(4.302653 * statistics.stdev(diffs) / 3 ** 0.5, rel=1e-5)
+    assert a["equal_updates"]["4"]["mean"] == pytest.approx(statistics.fmean(
+        [dsrl[sd][4] - grpo[sd][2] for sd in ("1", "2", "3")]))
+    edge = a["edge_rates"]["grpo@0.0001"]
+    assert edge["finished"] and edge["step"] == 4 and edge["value"] == 0.0 and a["keeps_rate"]
+
+
+def test_an_unfinished_curve_keeps_the_base_and_every_whole_line(tmp_path):
+    from benchmarks.real_model.run import curve_so_far
+
+    base = {"step": 0, "avg@8": 0.1}
+    curve = tmp_path / "eval.jsonl"
+    curve.write_text('{"seed": 3, "step": 2, "avg@8": 0.2}\n{"seed": 3, "step": 4, "avg@8": 0.25}\n{"seed": 3, "st')
+    assert curve_so_far(curve, base) == [base, {"step": 2, "avg@8": 0.2}, {"step": 4, "avg@8": 0.25}]
+    assert curve_so_far(tmp_path / "missing.jsonl", base) == [base]
+
+
+def test_a_second_sigterm_during_the_stop_is_ignored():
+    import signal
+
+    from benchmarks.real_model import run
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, run._stop)
+        with pytest.raises(run._Stopped):
+            signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)  # as `timeout` sends it again to the process group: nothing happens
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -65,6 +65,12 @@ def analyse_comparison(results: dict) -> dict:
     out["edge_rates"] = edges
     out["keeps_rate"] = not any(e["above_by_more_than_sd"] for e in edges.values())
     out["unfinished"] = {m: sorted(r) for m, r in results.get("partial", {}).items()}
+    # A call stopped by its time limit: DSRL - GRPO over more seeds, the stopped ones included, at the last step
+    # where more seeds than the decisive test's have both arms (the protocol's report of a stopped call).
+    wider = {t: p for t, p in (results.get("paired_partial") or {}).items() if p and p["n"] > out["decisive"]["n"]}
+    if wider:
+        last = max(wider, key=int)
+        out["every_seed"] = {"step": int(last), **wider[last]}
     finished = {i.split("/")[1] for i in out["runs"]}
     curves = {m: {sd: {p["step"]: p[acc] for p in r["eval"]} for sd, r in results["runs"][m].items()
                   if sd in finished} for m in ("grpo", "dsrl")}
@@ -87,6 +93,10 @@ def comparison_tables(a: dict) -> str:
     lines += ["", f"| measure (DSRL - GRPO, paired by seed, n = {d['n']}, sd {d['sd']:.3f}) | mean ± 95% t | t interval "
               "| bootstrap (seeds and problems) |", "| --- | --- | --- | --- |",
               f"| **at step {end} (decisive)** | **{_ci(d)}** | {_lo_hi(d)} | {_lo_hi(b)} |"]
+    if "every_seed" in a:
+        e = a["every_seed"]
+        lines.append(f"| every seed, stopped runs included, at step {e['step']} (n = {e['n']}) | {_ci(e)} | {_lo_hi(e)} "
+                     "| - |")
     for t, p in a["equal_updates"].items():
         if int(t) in (end, switch, 2 * switch):
             label = (f"the warm-up alone: DSRL@{t} - base" if p["control_step"] == 0

@@ -223,6 +223,8 @@ def compare(preset: Preset, out_dir: Path, model_dir: Path, cache_dir: Path, thr
         base = earlier["base"]
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
+        if s.bf16 and device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # as the runs' `tf32=True`
         base = {"step": 0, **evaluate(model, tokenizer, data["test"], s.eval_k, s.max_completion_length,
                                       seed=eval_seed(s, 0, 0), bf16=s.bf16)}
         del model
@@ -243,9 +245,9 @@ def compare(preset: Preset, out_dir: Path, model_dir: Path, cache_dir: Path, thr
     run_files = cache_dir / "runs" / preset.name  # one JSON per run; results.json gathers them
     run_files.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads or 1)}
-    if device == "cuda" and preset.jobs > 1:  # a share of the GPU's memory each, so no run starves the others
-        env.update(PRERL_GPU_MEMORY_FRACTION=f"{0.97 / preset.jobs:.4f}",
-                   PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True")
+    if device == "cuda" and preset.jobs > 1:  # caps each run's PyTorch allocations (CUDA's own ~0.7 GiB comes on top)
+        env["PRERL_GPU_MEMORY_FRACTION"] = f"{0.97 / preset.jobs:.4f}"
+        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     signal.signal(signal.SIGTERM, _stop)  # `timeout` stops a call with SIGTERM: keep the curves so far
     try:
         while todo or running:
@@ -267,24 +269,31 @@ def compare(preset: Preset, out_dir: Path, model_dir: Path, cache_dir: Path, thr
                 proc, key, output, _ = item
                 if proc.poll() is None:
                     continue
-                running.remove(item)
                 if proc.returncode != 0 or not output.is_file():
+                    running.remove(item)
                     print(f"[real-model] {key[0]}, seed {key[1]} failed (exit {proc.returncode})", flush=True)
                     continue
-                record(key, json.loads(output.read_text()))
+                record(key, json.loads(output.read_text()))  # before leaving `running`: a stop in between keeps it
+                running.remove(item)
                 print(f"[real-model] done {key[0]}, seed {key[1]} ({time.time() - start:.0f} s)", flush=True)
     except _Stopped:
         print(f"[real-model] stopped with {len(running)} runs unfinished: their curves so far go to results.json "
               "under `partial`", flush=True)
         for proc, *_ in running:
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
         partial: dict = {}
-        for proc, key, _, curve in running:
-            proc.wait()
-            points = [json.loads(line) for line in curve.read_text().splitlines()] if curve.is_file() else []
-            partial.setdefault(key[0], {})[key[1]] = [base, *({k: v for k, v in p.items() if k != "seed"}
-                                                             for p in points)]
-        results = {**(results or summarize(preset, settings, model_dir, base, runs, device, time.time() - start)),
+        for proc, key, output, curve in running:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.returncode == 0 and output.is_file():  # it finished before the stop, not yet collected
+                record(key, json.loads(output.read_text()))
+            else:
+                partial.setdefault(key[0], {})[key[1]] = curve_so_far(curve, base)
+        results = {**summarize(preset, settings, model_dir, base, runs, device, time.time() - start),
                    "partial": partial, "paired_partial": paired_partial(preset, runs, partial)}
         path.write_text(json.dumps(results, indent=1))
     return results or (earlier or {})
@@ -295,7 +304,21 @@ class _Stopped(Exception):
 
 
 def _stop(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # `timeout` signals the process, then its group: once is enough
     raise _Stopped
+
+
+def curve_so_far(curve: Path, base: dict) -> list[dict]:
+    """An unfinished run's evaluations: the base's, then each line its eval.jsonl holds (a line cut off by the stop is
+    dropped)."""
+    points = []
+    for line in curve.read_text().splitlines() if curve.is_file() else []:
+        try:
+            point = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        points.append({k: v for k, v in point.items() if k != "seed"})
+    return [base, *points]
 
 
 def _run_dir(cache_dir: Path, method: str, seed: int, rate: float) -> Path:

@@ -3,7 +3,8 @@
 `run_python(program)` writes the program to a fresh temporary directory and runs it there with `python -I` (no user
 site, no PYTHON* variables) under `_sandbox_child.py`, which limits itself before it runs the program:
 
-- a hard wall-clock limit (the whole process group is killed) and a CPU-time limit (RLIMIT_CPU);
+- a hard wall-clock limit (the whole process group is killed) and, as a backstop, a CPU-time limit one second above
+  it (RLIMIT_CPU);
 - memory (RLIMIT_AS), output and file size (RLIMIT_FSIZE: stdout, stderr and any file it writes), 64 open files,
   no core dumps;
 - no new processes: RLIMIT_NPROC for a non-root user, a PID namespace whose processes all die with it when the
@@ -75,7 +76,9 @@ class RunResult:
 def _child_limits(limits: SandboxLimits) -> str:
     return json.dumps({
         "memory_bytes": limits.memory_mb * 1024 * 1024,
-        "cpu_seconds": max(1, math.ceil(limits.timeout)),
+        # A backstop one second above the wall-clock limit: a busy loop is reported as "timed out" even when the
+        # parent, on a loaded machine, checks its deadline late.
+        "cpu_seconds": math.ceil(limits.timeout) + 1,
         "output_bytes": limits.output_kb * 1024,
         "namespaces": limits.namespaces,
         "landlock": limits.landlock,
