@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from transformers import TrainerCallback
+from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 RUN_FILE = "prerl_run.json"
@@ -76,7 +77,7 @@ class RecordRunIdentity(TrainerCallback):
 
     def _after_jit_checkpoint(self, args, state, control, **kwargs):
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        saved = os.path.isfile(os.path.join(folder, "trainer_state.json")) and not os.path.exists(
+        saved = os.path.isfile(os.path.join(folder, TRAINER_STATE_NAME)) and not os.path.exists(
             os.path.join(folder, JIT_SENTINEL))
         if control.should_training_stop and state.is_world_process_zero and saved:
             if not os.path.exists(os.path.join(folder, RUN_FILE)):
@@ -115,9 +116,9 @@ def missing_files(folder: str, state_files: tuple[str, ...] = (), optimizer: boo
     if not weights and not sharded:
         missing.append("model weights")
     if optimizer and not sharded:
-        missing += [name for name in ("optimizer.pt", "scheduler.pt") if name not in names]
+        missing += [name for name in (OPTIMIZER_NAME, SCHEDULER_NAME) if name not in names]
     # The JSON state files are written last, whole or not at all, except when a kill leaves one empty: that is missing.
-    missing += [name for name in ("trainer_state.json", *state_files, RUN_FILE)
+    missing += [name for name in (TRAINER_STATE_NAME, *state_files, RUN_FILE)
                 if name not in names or os.path.getsize(os.path.join(folder, name)) == 0]
     return missing
 

@@ -182,10 +182,9 @@ def run_python(program: str, limits: SandboxLimits | None = None) -> RunResult:
 
 def default_workers() -> int:
     """Concurrent sandboxes: the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover (macOS)
-        return max(1, os.cpu_count() or 1)
+    from ..rewards.pool import usable_cpus
+
+    return usable_cpus()
 
 
 def run_many(

@@ -104,14 +104,19 @@ class _Worker:
                 pass
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
 def _default_workers() -> int:
     env = os.environ.get("PRERL_VERIFY_WORKERS")
     if env:
         return max(1, int(env))
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     return max(1, min(8, cpus // max(1, local_world)))
 
