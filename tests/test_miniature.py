@@ -231,7 +231,7 @@ def test_v3_analysis_against_hand_computation():
 def test_readme_v3_tables_match_the_json():
     """Every line of the v3 tables in benchmarks/miniature/README.md is what `python -m benchmarks.miniature.v3`
     prints from the committed results.json files (no hand copies)."""
-    from benchmarks.miniature.v3 import analyse, load, tables
+    from benchmarks.miniature.v3 import analyse, first_runs, load, tables
 
     root = Path(__file__).resolve().parents[1] / "benchmarks" / "miniature"
     bases = load(root / "results" / "cpu-v3")
@@ -240,3 +240,20 @@ def test_readme_v3_tables_match_the_json():
     readme = (root / "README.md").read_text()
     missing = [line for line in tables(analyse(bases)).splitlines() if line.strip() and line not in readme]
     assert not missing, missing
+    # the first call's 7 runs, as reported before the extension
+    missing = [line for line in tables(analyse(first_runs(bases, 7))).splitlines() if line.strip() and line not in readme]
+    assert not missing, missing
+
+
+def test_first_runs_follow_the_protocols_order_and_need_both_arms():
+    from benchmarks.miniature.v3 import first_runs
+
+    def base(grpo, dsrl):
+        return {"runs": {"grpo": {s: {"s": s} for s in grpo}, "dsrl": {s: {"s": s} for s in dsrl}}}
+
+    bases = {"0": base(["1", "2", "3"], ["1", "2", "3"]), "1": base(["1", "2", "3"], ["1", "3"])}  # base 1 seed 2: no DSRL
+    # order: 0/1, 1/1, 0/2, (1/2 unfinished), 0/3, 1/3
+    kept = first_runs(bases, 4)
+    assert sorted(kept["0"]["runs"]["grpo"]) == ["1", "2", "3"] and sorted(kept["0"]["runs"]["dsrl"]) == ["1", "2", "3"]
+    assert sorted(kept["1"]["runs"]["grpo"]) == ["1"] and sorted(kept["1"]["runs"]["dsrl"]) == ["1"]
+    assert sorted(first_runs(bases, 5)["1"]["runs"]["dsrl"]) == ["1", "3"]

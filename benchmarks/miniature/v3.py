@@ -2,6 +2,7 @@
 base), writes `DIR/analysis.json` and prints the README's tables.
 
     python -m benchmarks.miniature.v3 benchmarks/miniature/results/cpu-v3
+    python -m benchmarks.miniature.v3 benchmarks/miniature/results/cpu-v3 --first 7   # the first call's 7 runs
 
 Per base and pooled over both (a run is "base/seed", paired with GRPO of the same base and seed): DSRL - GRPO at the
 last step (the decisive test: 95% Student-t, sample std ddof=1; and a bootstrap over runs and problems), DSRL at t
@@ -27,6 +28,17 @@ def load(root: Path) -> dict[str, dict]:
     """{pretraining seed: results.json} for every `pretrain-seed-N` folder under `root`."""
     found = sorted(root.glob("pretrain-seed-*/results.json"), key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
     return {p.parent.name.rsplit("-", 1)[1]: json.loads(p.read_text()) for p in found}
+
+
+def first_runs(bases: dict[str, dict], n: int) -> dict[str, dict]:
+    """The bases' results restricted to the first `n` runs of the protocol's fixed order (base 0 seed 1, base 1 seed 1,
+    base 0 seed 2, ...) that finished both arms: the analysis as it stood after those runs."""
+    finished = [(int(seed), b) for b, r in bases.items() for seed in r["runs"].get("grpo", {})
+                if seed in r["runs"].get("dsrl", {})]
+    keep = {(b, str(seed)) for seed, b in sorted(finished, key=lambda sb: (sb[0], int(sb[1])))[:n]}
+    return {b: {**r, "runs": {m: {sd: run for sd, run in by_seed.items() if (b, sd) in keep}
+                              for m, by_seed in r["runs"].items()}}
+            for b, r in bases.items()}
 
 
 def _runs(bases: dict[str, dict], method: str) -> dict[str, list[dict]]:
@@ -196,12 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.miniature.v3", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path, help="The folder holding pretrain-seed-N/results.json.")
+    parser.add_argument("--first", type=int, help="Only the first N runs of the protocol's order (analysis-first-N.json).")
     args = parser.parse_args(argv)
     bases = load(args.root)
     if not bases:
         raise SystemExit(f"no {args.root}/pretrain-seed-*/results.json")
+    if args.first:
+        bases = first_runs(bases, args.first)
     analysis = analyse(bases)
-    (args.root / "analysis.json").write_text(json.dumps(analysis, indent=1))
+    name = f"analysis-first-{args.first}.json" if args.first else "analysis.json"
+    (args.root / name).write_text(json.dumps(analysis, indent=1))
     print(tables(analysis))
     return 0
 
