@@ -79,16 +79,13 @@ class ModelCardMixin:
         note = ""
         if earlier > 0:
             note = f" ({earlier} of them before resuming)"
-            phase = getattr(self, "_dsrl_phase", None)  # DSRLTrainer's phase (trainer/switch.py)
-            switched_at = getattr(phase, "switched_at", None)
-            if not isinstance(self.args, DSRLConfig):
-                steps["pre-train space"] += earlier
-            elif switched_at is not None or not getattr(phase, "switched", False):
-                pretrain = min(total, switched_at if switched_at is not None else total)
-                steps = {"pre-train space": pretrain, "GRPO": total - pretrain}
-            else:  # a checkpoint of a version that did not record the switch step
-                steps["earlier, phase not recorded"] = earlier
+            steps = self._steps_with_earlier(steps, total, earlier)
         return ", ".join(f"{n} in {phase}" for phase, n in steps.items()) + note
+
+    def _steps_with_earlier(self, steps: dict[str, int], total: int, earlier: int) -> dict[str, int]:
+        """This session's steps per phase, with the `earlier` steps of the sessions before a resume put in theirs
+        (`total` in all): PreRL trains in pre-train space throughout. DSRLTrainer overrides this with its switch."""
+        return {**steps, "pre-train space": steps.get("pre-train space", 0) + earlier}
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the model, and (outside checkpoints) the model card that cites PreRL beside GRPO."""

@@ -112,6 +112,14 @@ class DSRLTrainer(PreRLTrainer):
         if self.args.dsrl_reset_optimizer and fresh_switch:
             self._reset_optimizer_state()
 
+    def _steps_with_earlier(self, steps: dict[str, int], total: int, earlier: int) -> dict[str, int]:
+        """The model card's steps per phase over the whole run, from the step this run switched at."""
+        phase = self._dsrl_phase
+        if phase.switched_at is None and phase.switched:  # a checkpoint of a version that did not record the step
+            return {**steps, "earlier, phase not recorded": earlier}
+        pretrain = min(total, phase.switched_at if phase.switched_at is not None else total)
+        return {"pre-train space": pretrain, "GRPO": total - pretrain}
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
