@@ -112,11 +112,11 @@ class GenerationBatch:
 class _Scoring:
     """How `_get_per_token_logps_and_entropies` scores now. TRL calls that method itself (generation, loss), so this
     cannot be an argument: it is set for the length of a call (`_marginal_scoring`, `_trl_generation_batch`).
-    `conditional`: TRL's log P(y|x); `marginal`: log P(y | context), the log-probs kept in `logps`; `skip`: TRL's
-    conditional old-policy pass that nothing reads (zeros, no forward)."""
+    `conditional`: TRL's log P(y|x); `marginal`: log P(y | context), the last call's log-probs kept in `logps` (what
+    the loss logs); `skip`: TRL's conditional old-policy pass that nothing reads (zeros, no forward)."""
 
     kind: str = "conditional"
-    logps: list[torch.Tensor] = field(default_factory=list)
+    logps: torch.Tensor | None = None
 
 
 class PreRLTrainer(OptimizerStepMixin, NonFiniteGuard, ModelCardMixin, GRPOTrainer):
@@ -206,7 +206,7 @@ class PreRLTrainer(OptimizerStepMixin, NonFiniteGuard, ModelCardMixin, GRPOTrain
     # Scoring in pre-train space
     @contextmanager
     def _marginal_scoring(self) -> Iterator[_Scoring]:
-        """Score in pre-train space inside this block; yields the `_Scoring` whose `logps` collects what was scored."""
+        """Score in pre-train space inside this block; yields the `_Scoring` whose `logps` holds the last scores."""
         scoring = _Scoring("marginal")
         with override_attrs(self, _scoring=scoring):
             yield scoring
@@ -224,7 +224,7 @@ class PreRLTrainer(OptimizerStepMixin, NonFiniteGuard, ModelCardMixin, GRPOTrain
         logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, logits_to_keep, *args, **scoring_kwargs(kwargs)
         )
-        scoring.logps.append(logps.detach())
+        scoring.logps = logps.detach()
         return logps, entropies, aux_loss
 
     @torch.no_grad()
@@ -504,7 +504,7 @@ class PreRLTrainer(OptimizerStepMixin, NonFiniteGuard, ModelCardMixin, GRPOTrain
             names = self._metrics_namespace(mode, "prerl/") if joint else contextlib.nullcontext()
             with self._marginal_scoring() as scoring, names, override_attrs(self, **options):
                 loss = self._weighted_loss(model, view, self.args.prerl_loss_coef, with_extras=not joint)
-            self._log_marginal_logp(mode, view, scoring.logps[-1])
+            self._log_marginal_logp(mode, view, scoring.logps)
             if joint:
                 loss = self._backward_early(loss)
                 loss = loss + self._conditional_loss(model, inputs, self.args.rl_loss_coef, with_extras=True)
