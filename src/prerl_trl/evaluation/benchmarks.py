@@ -24,8 +24,8 @@ class Benchmark:
     prompts: list[str] = field(default_factory=list)  # rendered prompt text, filled by `render_prompts`
     prompt_ids: list[list[int]] = field(default_factory=list)
     kind: str = "math"  # "math", "choice" (a boxed letter) or "code" (tests run in the sandbox)
-    # per problem, what scoring needs beyond the answer: "letters" (choice), the HumanEval row (code), and for code the
-    # plain-text prompt used without a chat template ("plain_prompt")
+    # per problem, what scoring needs beyond the answer: "letters" (choice), the HumanEval row (code: its "prompt" is
+    # also the plain-text prompt used without a chat template)
     problems: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -143,7 +143,7 @@ def _code_benchmark(name: str, rows: list[dict[str, Any]], system_prompt: str | 
         messages=[[*system, {"role": "user", "content": user_message(row)}] for row in rows],
         answers=[str(row["task_id"]) for row in rows],
         kind="code",
-        problems=[{**row, "plain_prompt": row["prompt"]} for row in rows],
+        problems=[dict(row) for row in rows],
     )
 
 
@@ -214,7 +214,7 @@ def render_prompts(benchmark: Benchmark, tokenizer: Any, *, chat_template: bool 
                       stacklevel=2)
     benchmark.prompts, benchmark.prompt_ids = [], []
     for index, messages in enumerate(benchmark.messages):
-        plain = benchmark.problems[index].get("plain_prompt") if benchmark.problems else None
+        plain = benchmark.problems[index]["prompt"] if benchmark.kind == "code" else None
         if not use_template and plain is not None:  # a base model continues HumanEval's function
             text = plain
             ids = tokenizer(text)["input_ids"]
