@@ -232,3 +232,26 @@ def test_missing_file_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert len(err) == 1 and "dataset file not found: 'data/nosuch.jsonl'" in err[0]
+
+
+def test_overlong_prompt_count_renders_with_the_trainers_template_arguments():
+    from _tiny_eval import build_tokenizer
+    from datasets import Dataset
+
+    from prerl_trl.data import count_overlong_prompts
+
+    tokenizer = build_tokenizer()
+    messages = [[{"role": "user", "content": "1 + 1"}], [{"role": "user", "content": "2 + 2 + 2"}]]
+    dataset = Dataset.from_dict({"prompt": messages})
+    template = "{% for m in messages %}{{ m['content'] }} {% endfor %}{{ preamble }}"
+
+    def length(prompt, preamble):  # by hand: the template's output, tokenized
+        text = " ".join(m["content"] for m in prompt) + " " + preamble
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    preamble = "1 " * 20
+    longest_without = max(length(p, "") for p in messages)
+    assert count_overlong_prompts(dataset, tokenizer, longest_without, chat_template=template) == 0
+    assert count_overlong_prompts(dataset, tokenizer, longest_without, chat_template=template,
+                                  preamble=preamble) == sum(length(p, preamble) > longest_without for p in messages)
+    assert count_overlong_prompts(dataset, tokenizer, longest_without, chat_template=template, preamble=preamble) == 2

@@ -198,7 +198,9 @@ def _warn_overlong_prompts(trainer: Any, dataset: Any) -> None:
     if not context:
         return
     room = context - trainer.args.max_completion_length
-    overlong = count_overlong_prompts(dataset, tokenizer, room)
+    template = {"tools": getattr(trainer, "tools", None) or None, "chat_template": getattr(trainer, "chat_template", None),
+                **(getattr(trainer, "chat_template_kwargs", None) or {})}  # as the trainer renders its prompts
+    overlong = count_overlong_prompts(dataset, tokenizer, room, **template)
     if overlong:
         print(
             f"prerl-trl train: warning: {overlong} of {len(dataset)} training prompts are longer than {room} tokens, "

@@ -431,13 +431,15 @@ def dataset_source(name_or_path: str) -> tuple[str | None, str]:
     return name_or_path, f"`{name_or_path}`"
 
 
-def count_overlong_prompts(dataset: Any, tokenizer: Any, max_tokens: int) -> int:
+def count_overlong_prompts(dataset: Any, tokenizer: Any, max_tokens: int, **template_kwargs: Any) -> int:
     """How many of `dataset`'s prompts take more than `max_tokens` tokens (chat prompts with the chat template and
-    the generation prompt, as the trainer renders them)."""
+    the generation prompt, as the trainer renders them: `template_kwargs` are the trainer's `tools`,
+    `chat_template` and `chat_template_kwargs`)."""
     prompts = dataset["prompt"]
     if not prompts:
         return 0
     if not isinstance(prompts[0], str):
-        prompts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        prompts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **template_kwargs)
+                   for p in prompts]
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     return sum(length > max_tokens for length in lengths)
