@@ -22,3 +22,18 @@ def test_training_summary_survives_a_template_without_framework_versions(tiny_mo
     assert text.startswith("# A model\n\nTrained with TRL.\n")
     for expected in ("### PreRL training", "DSRLTrainer", "`dsrl_switch_step=3`", str(tiny_model_dir)):
         assert expected in text, expected
+
+
+def test_a_dataset_read_from_local_files_is_named_as_such(tmp_path):
+    import datasets
+
+    from prerl_trl.trainer.card import dataset_label
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"prompt": "1 + 1", "answer": "2"}\n')
+    from_json = datasets.load_dataset("json", data_files=str(path), split="train")
+    assert from_json.info.dataset_name == "json"  # what the card used to print
+    assert dataset_label(from_json) == "a local json file"
+    assert dataset_label(datasets.Dataset.from_dict({"prompt": ["x"]})) == "a local dataset"
+    named = datasets.Dataset.from_dict({"prompt": ["x"]}, info=datasets.DatasetInfo(dataset_name="gsm8k"))
+    assert dataset_label(named) == "gsm8k"

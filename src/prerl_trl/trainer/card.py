@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
+from typing import Any
 
 from ..config import DSRLConfig
 
@@ -16,6 +17,20 @@ PRERL_CITATION = textwrap.dedent("""\
         eprint       = {arXiv:2604.14142},
     }""")
 
+
+
+# datasets' builders for local files: a dataset loaded with one of them names the builder, not a dataset
+_FILE_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
+
+
+def dataset_label(dataset: Any) -> str:
+    """How the card names a training dataset: its Hub name or config, "a local json file" (or csv, ...) for one that
+    `load_dataset` read from local files, else "a local dataset"."""
+    info = getattr(dataset, "info", None)
+    name = getattr(info, "dataset_name", None) or getattr(info, "config_name", None)
+    if name in _FILE_BUILDERS:
+        return f"a local {name} file"
+    return name or "a local dataset"
 
 
 class ModelCardMixin:
@@ -47,10 +62,7 @@ class ModelCardMixin:
 
     def _training_summary(self) -> str:
         args = self.args
-        dataset = getattr(self.train_dataset, "info", None)
-        dataset_name = (getattr(self, "dataset_source", None)  # set by `prerl-trl train`
-                        or getattr(dataset, "dataset_name", None) or getattr(dataset, "config_name", None)
-                        or "a local dataset")
+        dataset_name = getattr(self, "dataset_source", None) or dataset_label(self.train_dataset)  # the CLI sets it
         rows = [
             ("trainer", f"{type(self).__name__} (prerl-trl)"),
             ("base model", f"`{self.model.config._name_or_path}`"),
