@@ -244,3 +244,20 @@ def test_hub_names_load_the_hub_dataset(monkeypatch, name, fixture, split, expec
     assert calls == [expected_call]
     local = load_benchmark(str(fixture))
     assert bench.name == name and (bench.messages, bench.answers) == (local.messages, local.answers)
+
+
+def test_shuffle_is_the_same_in_another_process_and_matches_a_hand_computation():
+    import hashlib
+    import subprocess
+    import sys
+
+    from prerl_trl.evaluation.choice import GPQA_SHUFFLE_SEED
+
+    keys = [f"rec{i:04d}" for i in range(20)]
+    code = ("import json, sys\nfrom prerl_trl.evaluation import shuffle_order\n"
+            f"print(json.dumps([shuffle_order(k, 4) for k in {keys!r}]))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}  # another str-hash seed than this process's
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert json.loads(out.stdout) == [shuffle_order(k, 4) for k in keys]
+    by_hand = sorted(range(4), key=lambda i: hashlib.sha256(f"{GPQA_SHUFFLE_SEED}\0rec0000\0{i}".encode()).hexdigest())
+    assert shuffle_order("rec0000", 4) == by_hand
